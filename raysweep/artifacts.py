@@ -1,0 +1,130 @@
+"""Content-addressed artifact store.
+
+A scenario's artifacts live in `<root>/scenarios/<hash>/`: manifest.json, initial.safetensors,
+retrain.safetensors, poison.safetensors. A directory is built under a temporary name and renamed
+into place in one step, so a reader sees a whole artifact or none. The manifest records each file's
+sha256, checked on load. All I/O goes through `Store`, so a shared filesystem or object store can
+stand in for `LocalStore` on a cluster.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .errors import ArtifactError
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temp file in the same folder + rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Store:
+    """The interface: `has`, `open_dir` (a local path to read), `publish` (atomic)."""
+
+    def has(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def open_dir(self, key: str) -> Path:
+        raise NotImplementedError
+
+    def staging(self, key: str) -> Path:
+        """A fresh local folder to build `key` in."""
+        raise NotImplementedError
+
+    def publish(self, key: str, staged: Path) -> Path:
+        raise NotImplementedError
+
+
+class LocalStore(Store):
+    """A folder on a local or shared (NFS) filesystem."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).expanduser().resolve()
+
+    def path(self, key: str) -> Path:
+        return self.root / key
+
+    def has(self, key: str) -> bool:
+        return (self.path(key) / "manifest.json").is_file()
+
+    def open_dir(self, key: str) -> Path:
+        p = self.path(key)
+        if not p.is_dir():
+            raise ArtifactError(f"artifact {key} is not in the store {self.root}: run `raysweep prepare` first")
+        return p
+
+    def staging(self, key: str) -> Path:
+        parent = self.path(key).parent
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=parent, prefix=f".{Path(key).name}.", suffix=".tmp"))
+
+    def publish(self, key: str, staged: Path) -> Path:
+        final = self.path(key)
+        try:
+            os.rename(staged, final)
+        except OSError:
+            if self.has(key):  # built concurrently by someone else: keep theirs
+                shutil.rmtree(staged, ignore_errors=True)
+            else:
+                raise
+        return final
+
+
+def save_tensors(folder: Path, name: str, tensors: dict[str, torch.Tensor]) -> str:
+    """Save to folder/name (safetensors); returns its sha256."""
+    path = folder / name
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
+    return sha256_file(path)
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    atomic_write_text(folder / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True, default=str))
+
+
+def read_manifest(folder: Path) -> dict:
+    p = folder / "manifest.json"
+    if not p.is_file():
+        raise ArtifactError(f"artifact {folder} has no manifest.json: delete the folder and run prepare again")
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ArtifactError(f"artifact {p} is not valid JSON ({e}): delete {folder} and run prepare again") from e
+
+
+def load_tensors(folder: Path, name: str, manifest: dict) -> dict[str, torch.Tensor]:
+    """Load folder/name after checking it against the manifest's sha256."""
+    path = folder / name
+    if not path.is_file():
+        raise ArtifactError(f"artifact file {path} is missing: delete {folder} and run prepare again")
+    want = manifest.get("files", {}).get(name)
+    got = sha256_file(path)
+    if want != got:
+        raise ArtifactError(f"artifact file {path} fails its checksum (manifest {want}, file {got}): "
+                            f"delete {folder} and run prepare again")
+    return load_file(str(path))

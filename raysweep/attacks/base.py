@@ -1,0 +1,73 @@
+"""The attack interface.
+
+An attack is built once per scenario (`build`, may be expensive) into a dict of tensors that the
+artifact store keeps; `apply` turns the clean dataset plus those tensors into the corrupted
+training set S_corr cheaply, so every later trial rebuilds the same poisoned set bit for bit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..data.base import Dataset, Split
+
+
+@dataclass
+class PoisonedSet:
+    """S_corr and what unlearning and evaluation need to know about it.
+
+    train: the corrupted training set as trained on (poisons included, perturbed).
+    poison_idx: [k] rows of `train` that are poisons (the forget set).
+    clean_x: [k, ...] the poisons' clean inputs (GUS takes gradients there), or None.
+    noise: [k, ...] Gaussian noise in the model's input representation, or None.
+    eps: the noise standard deviation (GUS normalisation), or None.
+    """
+
+    train: Split
+    poison_idx: torch.Tensor
+    clean_x: torch.Tensor | None = None
+    noise: torch.Tensor | None = None
+    eps: float | None = None
+    grad_scale: torch.Tensor | None = None  # multiplies input gradients (pixel-space noise)
+    info: dict = field(default_factory=dict)
+
+    @property
+    def k(self) -> int:
+        return int(self.poison_idx.numel())
+
+    def retain_idx(self) -> torch.Tensor:
+        keep = torch.ones(len(self.train), dtype=torch.bool)
+        keep[self.poison_idx] = False
+        return keep.nonzero().squeeze(1)
+
+    def forget(self) -> Split:
+        return self.train.subset(self.poison_idx)
+
+    def retain(self) -> Split:
+        return self.train.subset(self.retain_idx())
+
+
+class Attack:
+    """Subclass per attack and register it in ATTACKS. `params` were validated by `check`."""
+
+    name: str = ""
+    # the attack's own success metric and the direction that means "the poison is gone"
+    metric: str = "gus_z"
+
+    def __init__(self, **params):
+        self.params = self.check(params)
+
+    @classmethod
+    def check(cls, params: dict) -> dict:
+        """Validate and complete the parameters; raise ConfigError naming the field."""
+        return dict(params)
+
+    def check_data(self, data: Dataset) -> None:
+        """Validate the parameters against the dataset (e.g. k <= n) before any work starts."""
+
+    def build(self, data: Dataset, seed: int) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def apply(self, data: Dataset, stored: dict[str, torch.Tensor]) -> PoisonedSet:
+        raise NotImplementedError

@@ -1,0 +1,186 @@
+"""Typed configuration: the training recipe and the scenario, loaded from presets or YAML.
+
+A scenario fixes everything that determines the poisoned set and the two reference models
+(θ_initial trained on S_corr, θ_retrain trained on S_corr without the poisons); its content hash
+names the artifact directory. Fields that do not change results (device, data_dir) stay out of it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError, RaysweepError
+
+SCHEMA = 1  # bump when a change makes old artifacts differ from what the code would build
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 15                 # passes over the training set
+    batch_size: int = 128            # samples per step
+    lr: float = 0.05                 # peak learning rate (SGD)
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0       # linear warm-up from 0, then cosine decay to 0
+    augment: bool = False            # random crop (pad 4) + horizontal flip; the poison shift is strongest without
+    bf16: bool = False               # bf16 autocast (CUDA only; ignored on the CPU)
+
+    def check(self) -> "TrainConfig":
+        pos_int = {"epochs": self.epochs, "batch_size": self.batch_size}
+        for name, v in pos_int.items():
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"train.{name}", v, "a positive integer")
+        for name in ("lr", "momentum", "weight_decay", "warmup_epochs"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or (name == "lr" and v == 0):
+                raise ConfigError(f"train.{name}", v, "a number >= 0" + (" (and > 0)" if name == "lr" else ""))
+        if self.momentum >= 1:
+            raise ConfigError("train.momentum", self.momentum, "a number in [0, 1)")
+        return self
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    dataset: str = "cifar10-mini"
+    model: str = "resnet9"
+    model_params: dict = field(default_factory=dict)
+    attack: str = "gaussian"
+    attack_params: dict = field(default_factory=lambda: {"k": 500})
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0                    # poison draw, model init, data order
+    val_size: int = 1000             # rows of the test split held out for validation (tuning)
+    train_size: int = 0              # use a seeded subset of this many training rows (0: all)
+    score: str = "identity"          # GUS score: identity, or flip (for training with flips)
+    name: str = ""                   # a label only; not part of the hash
+
+    def check(self) -> "ScenarioConfig":
+        from .attacks import ATTACKS, make_attack
+        from .data import DATASETS
+        from .models import MODELS
+
+        DATASETS.get(self.dataset, "dataset")
+        MODELS.get(self.model, "model")
+        ATTACKS.get(self.attack, "attack")
+        make_attack(self.attack, self.attack_params)
+        self.train.check()
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError("seed", self.seed, "an integer >= 0")
+        if not isinstance(self.val_size, int) or self.val_size < 0:
+            raise ConfigError("val_size", self.val_size, "an integer >= 0")
+        if not isinstance(self.train_size, int) or isinstance(self.train_size, bool) or self.train_size < 0:
+            raise ConfigError("train_size", self.train_size, "an integer >= 0 (0: the whole training set)")
+        if self.score not in ("identity", "flip"):
+            raise ConfigError("score", self.score, "identity or flip")
+        return self
+
+    def content(self) -> dict:
+        d = asdict(self)
+        d.pop("name")
+        d["attack_params"] = dict(make_attack_params(self))
+        d["schema"] = SCHEMA
+        return d
+
+    def hash(self) -> str:
+        blob = json.dumps(self.content(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def make_attack_params(cfg: ScenarioConfig) -> dict:
+    """The attack's parameters completed with its defaults, so equal scenarios hash equal."""
+    from .attacks import make_attack
+
+    return make_attack(cfg.attack, cfg.attack_params).params
+
+
+PRESETS: dict[str, dict] = {
+    # The default: Gaussian poisoning of 5 % of the bundled CIFAR-10 subset, the CPU ResNet-9.
+    "default": {"name": "default"},
+    # A seconds-long scenario for tests and smoke runs.
+    "tiny": {"name": "tiny", "model_params": {"width": 4}, "attack_params": {"k": 64}, "train_size": 2000,
+             "train": {"epochs": 3, "batch_size": 128}, "val_size": 200},
+    # The paper's vision setting (a GPU job): ResNet-18 on full CIFAR-10, 1.5 % Gaussian poisons.
+    "paper-cifar10": {"name": "paper-cifar10", "dataset": "cifar10", "model": "resnet18",
+                      "attack_params": {"k": 750},
+                      "train": {"epochs": 100, "lr": 0.1, "augment": True}, "score": "flip"},
+}
+
+
+def _from_dict(d: dict, origin: str) -> ScenarioConfig:
+    known = {f.name for f in fields(ScenarioConfig)}
+    for key in d:
+        if key not in known:
+            raise ConfigError(key, d[key], f"unknown scenario field in {origin}; fields: {', '.join(sorted(known))}")
+    d = dict(d)
+    train = d.pop("train", {}) or {}
+    if not isinstance(train, dict):
+        raise ConfigError("train", train, "a mapping of training fields")
+    tknown = {f.name for f in fields(TrainConfig)}
+    for key in train:
+        if key not in tknown:
+            raise ConfigError(f"train.{key}", train[key], f"fields: {', '.join(sorted(tknown))}")
+    for key in ("model_params", "attack_params"):
+        if key in d and not isinstance(d[key], dict):
+            raise ConfigError(key, d[key], "a mapping")
+    return ScenarioConfig(**d, train=TrainConfig(**train))
+
+
+def parse_value(text: str):
+    """`--set key=value` values: YAML scalars (1e-3, true, [1, 2], null)."""
+    return yaml.safe_load(text)
+
+
+def apply_overrides(d: dict, overrides: list[str]) -> dict:
+    """Dotted overrides: ["train.epochs=3", "attack_params.k=100"] onto a nested dict."""
+    d = json.loads(json.dumps(d))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError("--set", item, "KEY=VALUE, e.g. train.epochs=3 or attack_params.k=100")
+        key, val = item.split("=", 1)
+        cur = d
+        parts = key.split(".")
+        for p in parts[:-1]:
+            cur = cur.setdefault(p, {})
+            if not isinstance(cur, dict):
+                raise ConfigError(key, val, "a path into the scenario's mappings")
+        cur[parts[-1]] = parse_value(val)
+    return d
+
+
+def load_scenario(spec: str = "default", overrides: list[str] | None = None) -> ScenarioConfig:
+    """A preset name or a YAML file path, plus dotted overrides; validated."""
+    if spec in PRESETS:
+        d, origin = PRESETS[spec], f"preset {spec}"
+    else:
+        p = Path(spec)
+        if not p.is_file():
+            raise ConfigError("scenario", spec, f"a preset ({', '.join(PRESETS)}) or a YAML file path")
+        try:
+            d = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise RaysweepError(f"scenario file {p} is not valid YAML: {e}".replace("\n", " ")) from e
+        if not isinstance(d, dict):
+            raise ConfigError("scenario", spec, "a YAML mapping of scenario fields")
+        d.setdefault("name", p.stem)
+        origin = str(p)
+    d = apply_overrides(d, overrides or [])
+    try:
+        return _from_dict(d, origin).check()
+    except TypeError as e:
+        raise RaysweepError(f"scenario {origin}: {e}") from e
+
+
+def scenario_from_dict(d: dict) -> ScenarioConfig:
+    """Inverse of dataclasses.asdict (e.g. a manifest's config)."""
+    d = dict(d)
+    d.pop("schema", None)
+    return _from_dict(d, "manifest").check()
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,26 @@
+"""Device and thread choices, in one place."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .errors import ConfigError
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """auto -> cuda when present, else cpu. Asking for cuda on a machine without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device", name, "cpu or auto (no CUDA device is visible here)")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ConfigError("device", name, "auto, cpu, cuda or cuda:N")
+    return torch.device(name)
+
+
+def set_threads(n: int | None = None) -> int:
+    """torch intra-op threads: n, or $OMP_NUM_THREADS, or all cores."""
+    n = n or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or os.cpu_count() or 1
+    torch.set_num_threads(max(1, n))
+    return torch.get_num_threads()

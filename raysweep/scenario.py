@@ -1,0 +1,213 @@
+"""A prepared scenario: the poisoned set, θ_initial, θ_retrain and the evidence to judge a model.
+
+`prepare(cfg, store)` builds the artifacts once (content-addressed by the scenario hash);
+`Scenario.load(store, cfg_or_hash)` reads them back for `unlearn`, sweeps and reports, and
+`Scenario.evaluate(model)` gives every figure, flat, under fixed names.
+"""
+from __future__ import annotations
+
+import hashlib
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+
+import torch
+
+from . import __version__
+from .artifacts import LocalStore, Store, load_tensors, read_manifest, save_tensors, write_manifest
+from .attacks import PoisonedSet, make_attack
+from .config import ScenarioConfig, scenario_from_dict, to_dict
+from .data import Dataset, load_dataset
+from .errors import ArtifactError, ConfigError
+from .metrics import evaluate, gus_scores, gus_summary, loss_mia, per_sample_losses
+from .models import build_model
+from .train import train
+
+FILES = ("initial.safetensors", "retrain.safetensors", "poison.safetensors")
+
+
+def derive_seed(seed: int, tag: str) -> int:
+    """Independent, reproducible seeds per purpose (poison draw, data order, init, ...)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{tag}".encode()).digest()[:4], "little") & 0x7FFFFFFF
+
+
+def scenario_data(cfg: ScenarioConfig, data_dir: str | None = None) -> Dataset:
+    """The scenario's dataset: val split drawn from the test split, training rows subset if asked."""
+    data = load_dataset(cfg.dataset, data_dir, cfg.val_size, derive_seed(cfg.seed, "val"))
+    if cfg.train_size:
+        if cfg.train_size > len(data.train):
+            raise ConfigError("train_size", cfg.train_size, f"at most the {len(data.train)} training rows")
+        g = torch.Generator().manual_seed(derive_seed(cfg.seed, "train_subset"))
+        rows = torch.randperm(len(data.train), generator=g)[: cfg.train_size].sort().values
+        data = replace(data, train=data.train.subset(rows))
+    return data
+
+
+def versions() -> dict:
+    import numpy
+
+    return {"raysweep": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "platform": platform.platform()}
+
+
+def store_key(cfg_hash: str) -> str:
+    return f"scenarios/{cfg_hash}"
+
+
+@dataclass
+class Scenario:
+    cfg: ScenarioConfig
+    manifest: dict
+    data: Dataset
+    poisoned: PoisonedSet
+    control_noise: torch.Tensor        # [k, ...] fresh noise never trained on
+    tune_rows: torch.Tensor            # positions (into the k poisons) of the tuning half
+    holdout_rows: torch.Tensor         # the other half, for the verdict
+    device: torch.device
+    weights: dict                      # "initial" / "retrain" -> state dict
+
+    @property
+    def hash(self) -> str:
+        return self.manifest["hash"]
+
+    @property
+    def train_compute(self) -> int:
+        """Sample-gradients spent training θ_initial: the reference of every unlearning budget."""
+        return int(self.manifest["compute"]["initial_sample_grads"])
+
+    def new_model(self, which: str | None = None):
+        """A model of the scenario's architecture, with weights `which` (initial/retrain) or fresh."""
+        m = build_model(self.cfg.model, self.data.num_classes, self.data.input_shape,
+                        derive_seed(self.cfg.seed, "init"), **self.cfg.model_params)
+        if which is not None:
+            m.load_state_dict(self.weights[which])
+        return m.to(self.device)
+
+    @classmethod
+    def load(cls, store: Store, cfg: ScenarioConfig | str, device: torch.device | str = "cpu",
+             data_dir: str | None = None) -> "Scenario":
+        key = store_key(cfg if isinstance(cfg, str) else cfg.hash())
+        if not store.has(key):
+            raise ArtifactError(f"scenario {key} is not prepared in {getattr(store, 'root', store)}: "
+                                "run `raysweep prepare` first")
+        folder = store.open_dir(key)
+        manifest = read_manifest(folder)
+        cfg = scenario_from_dict(manifest["config"])
+        tensors = {name: load_tensors(folder, name, manifest) for name in FILES}
+        return cls._assemble(cfg, manifest, tensors, torch.device(device), data_dir)
+
+    @classmethod
+    def _assemble(cls, cfg, manifest, tensors, device, data_dir=None) -> "Scenario":
+        data = scenario_data(cfg, data_dir)
+        poison = tensors["poison.safetensors"]
+        attack = make_attack(cfg.attack, cfg.attack_params)
+        stored = {k: v for k, v in poison.items() if not k.startswith("_")}
+        ps = attack.apply(data, stored)
+        data = _to(data, device)
+        ps.train = ps.train.to(device)
+        return cls(cfg, manifest, data, ps, poison["_control_noise"], poison["_tune_rows"],
+                   poison["_holdout_rows"], device,
+                   {"initial": tensors["initial.safetensors"], "retrain": tensors["retrain.safetensors"]})
+
+    # ---- evaluation ----------------------------------------------------------------------------
+    def evaluate(self, model, parts: tuple[str, ...] = ("all", "tune", "holdout")) -> dict:
+        """Flat metrics of `model`: test/val accuracy, GUS figures per part of the poisons, MIA."""
+        out = {}
+        out["test_acc"] = evaluate(model, self.data.test)["acc"]
+        out["val_acc"] = evaluate(model, self.data.val)["acc"]
+        ps = self.poisoned
+        forget = ps.forget()
+        f_loss, f_correct = per_sample_losses(model, forget)
+        out["forget_acc"] = f_correct.float().mean().item()
+        out["forget_loss"] = f_loss.mean().item()
+        t_loss, _ = per_sample_losses(model, self.data.test)
+        out.update(loss_mia(f_loss, t_loss))
+        if ps.noise is not None:
+            y = ps.train.y[ps.poison_idx].cpu()
+            s = gus_scores(model, ps.clean_x, y, ps.noise, ps.eps, self.cfg.score, ps.grad_scale)
+            c = gus_scores(model, ps.clean_x, y, self.control_noise, ps.eps, self.cfg.score, ps.grad_scale)
+            rows = {"all": torch.arange(len(s)), "tune": self.tune_rows, "holdout": self.holdout_rows}
+            for part in parts:
+                r = rows[part].long()
+                summ = gus_summary(s[r], c[r])
+                prefix = "" if part == "all" else f"{part}_"
+                out.update({f"{prefix}{k}": v for k, v in summ.items()})
+            out["_scores"] = s
+            out["_control_scores"] = c
+        return out
+
+
+def _to(data: Dataset, device) -> Dataset:
+    return replace(data, train=data.train.to(device), val=data.val.to(device), test=data.test.to(device))
+
+
+def public(metrics: dict) -> dict:
+    """Drop the tensors (keys starting with _) for JSON/tables."""
+    return {k: v for k, v in metrics.items() if not k.startswith("_")}
+
+
+def prepare(cfg: ScenarioConfig, store: Store | str, device: torch.device | str = "cpu",
+            data_dir: str | None = None, log=None) -> tuple[dict, bool]:
+    """Build (or find) the scenario's artifacts. Returns (manifest, built_now)."""
+    store = LocalStore(store) if isinstance(store, (str, bytes)) or hasattr(store, "__fspath__") else store
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    key = store_key(cfg.hash())
+    if store.has(key):
+        manifest = read_manifest(store.open_dir(key))
+        say(f"scenario {cfg.hash()} already prepared in {store.open_dir(key)}: nothing to train")
+        return manifest, False
+    device = torch.device(device)
+    t0 = time.perf_counter()
+    data = scenario_data(cfg, data_dir)
+    attack = make_attack(cfg.attack, cfg.attack_params)
+    attack.check_data(data)
+    say(f"poisoning {cfg.dataset} with {cfg.attack} {attack.params}")
+    stored = attack.build(data, derive_seed(cfg.seed, "poison"))
+    ps = attack.apply(data, stored)
+    g = torch.Generator().manual_seed(derive_seed(cfg.seed, "control"))
+    control = torch.randn(ps.noise.shape, generator=g) * ps.eps if ps.noise is not None else torch.zeros(0)
+    perm = torch.randperm(ps.k, generator=g)
+    tune_rows, holdout_rows = perm[: ps.k // 2].sort().values, perm[ps.k // 2:].sort().values
+    poison_file = {**stored, "_control_noise": control, "_tune_rows": tune_rows, "_holdout_rows": holdout_rows}
+
+    weights, compute, wall = {}, {}, {}
+    for which, split in (("initial", ps.train), ("retrain", ps.retain())):
+        model = build_model(cfg.model, data.num_classes, data.input_shape, derive_seed(cfg.seed, "init"),
+                            **cfg.model_params).to(device)
+        say(f"training θ_{which} on {len(split)} samples ({cfg.train.epochs} epochs, {device})")
+        res = train(model, split.to(device), cfg.train, derive_seed(cfg.seed, "order"), label=which, progress=say)
+        weights[which] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        compute[f"{which}_sample_grads"] = res.sample_grads
+        wall[f"train_{which}_s"] = round(res.wall_s, 2)
+        compute[f"{which}_final_train_loss"] = res.final_loss
+
+    manifest = {"schema": 1, "hash": cfg.hash(), "name": cfg.name, "config": to_dict(cfg),
+                "attack_params": attack.params, "seed": cfg.seed, "versions": versions(),
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "device": str(device), "compute": compute, "k": ps.k,
+                "n_train": len(ps.train), "n_val": len(data.val), "n_test": len(data.test)}
+    tensors = {"initial.safetensors": weights["initial"], "retrain.safetensors": weights["retrain"],
+               "poison.safetensors": poison_file}
+    scen = Scenario._assemble(cfg, manifest, tensors, device, data_dir)
+    metrics = {}
+    for which in ("initial", "retrain"):
+        t1 = time.perf_counter()
+        metrics[which] = public(scen.evaluate(scen.new_model(which)))
+        wall[f"evaluate_{which}_s"] = round(time.perf_counter() - t1, 2)
+    manifest["metrics"] = metrics
+
+    staged = store.staging(key)
+    try:
+        manifest["files"] = {name: save_tensors(staged, name, t) for name, t in tensors.items()}
+        wall["prepare_s"] = round(time.perf_counter() - t0, 2)
+        manifest["wall_s"] = wall
+        write_manifest(staged, manifest)  # written last: its presence marks a complete artifact
+        final = store.publish(key, staged)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    say(f"scenario {cfg.hash()} written to {final} in {wall['prepare_s']:.0f}s")
+    return manifest, True

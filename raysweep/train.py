@@ -1,0 +1,96 @@
+"""The one trainer, used for θ_initial (on S_corr) and θ_retrain (on S_corr minus the poisons).
+
+SGD with (Nesterov) momentum, linear warm-up then cosine decay, optional random crop + flip.
+Compute is counted in sample-gradients: one forward + backward of one sample through the model
+(the unit of every unlearning budget). Deterministic on the CPU: the same seed gives the same
+weights (model init, data order and augmentation all come from seeded generators).
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .config import TrainConfig
+from .data.base import Split
+
+
+@dataclass
+class TrainResult:
+    sample_grads: int      # forward+backward sample passes spent
+    wall_s: float
+    final_loss: float      # mean training loss over the last epoch
+
+
+def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
+    """Linear warm-up over `warmup` steps to `peak`, then cosine decay to 0 at `total`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def augment_batch(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop with zero padding `pad` and random horizontal flip: [B, C, H, W] -> same."""
+    b, _, h, w = x.shape
+    flip = torch.rand(b, generator=g) < 0.5
+    x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
+    xp = F.pad(x, (pad, pad, pad, pad))
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=g)
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=g)
+    rows = (dy[:, None] + torch.arange(h)[None]).to(x.device)   # [B, H]
+    cols = (dx[:, None] + torch.arange(w)[None]).to(x.device)   # [B, W]
+    bi = torch.arange(b, device=x.device)[:, None, None]
+    return xp.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+def make_optimizer(model, cfg: TrainConfig) -> torch.optim.SGD:
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                           nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
+
+
+def train(model, data: Split, cfg: TrainConfig, seed: int, label: str = "train",
+          progress: Callable[[str], None] | None = None) -> TrainResult:
+    """Train `model` in place on `data` (already on the model's device). Returns the compute spent."""
+    dev = next(model.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    n = len(data)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    opt = make_optimizer(model, cfg)
+    autocast = cfg.bf16 and dev.type == "cuda"
+    say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    model.train()
+    spent, step, t0, last = 0, 0, time.perf_counter(), float("nan")
+    for epoch in range(cfg.epochs):
+        perm = torch.randperm(n, generator=g).to(data.y.device)
+        loss_sum = torch.zeros((), device=dev)
+        for start in range(0, n, cfg.batch_size):
+            idx = perm[start:start + cfg.batch_size]
+            x, y, delta = data.batch(idx)
+            if cfg.augment:
+                if delta is not None:
+                    raise ValueError("augmentation of inputs carrying embedding noise is not supported")
+                x = augment_batch(x, g)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total, warmup, cfg.lr)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+                logits = model(model.prepare_input(x), delta)
+            loss = F.cross_entropy(logits.float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach() * len(idx)
+            spent += len(idx)
+            step += 1
+        last = loss_sum.item() / n
+        if not math.isfinite(last):
+            raise FloatingPointError(f"{label}: training loss became {last} in epoch {epoch + 1}")
+        say(f"[{label}] epoch {epoch + 1}/{cfg.epochs}  loss {last:.4f}  {time.perf_counter() - t0:.0f}s")
+    return TrainResult(spent, time.perf_counter() - t0, last)

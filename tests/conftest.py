@@ -1,0 +1,44 @@
+"""Shared fixtures. Ray (when a test needs it) is one private, loopback-only instance per run."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg():
+    from raysweep.config import load_scenario
+
+    return load_scenario("tiny")
+
+
+@pytest.fixture(scope="session")
+def prepared_tiny(tmp_path_factory, tiny_cfg):
+    """The tiny scenario prepared once per test run: (store_root, manifest)."""
+    from raysweep.scenario import prepare
+
+    root = tmp_path_factory.mktemp("store")
+    manifest, built = prepare(tiny_cfg, str(root), "cpu", log=lambda m: None)
+    assert built
+    return root, manifest
+
+
+@pytest.fixture(scope="session")
+def ray_local(tmp_path_factory):
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             object_store_memory=200 * 1024 * 1024, _temp_dir=str(tmp_path_factory.mktemp("ray")))
+    yield ray
+    ray.shutdown()

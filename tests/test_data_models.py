@@ -1,0 +1,72 @@
+import pytest
+import torch
+
+from raysweep.data import DATASETS, load_dataset
+from raysweep.data.cifar10 import BUNDLED_SHA256, sha256_file
+from raysweep.errors import ArtifactError, ConfigError
+from raysweep.models import build_model
+from tests.conftest import SHARED_DATA
+
+
+def test_bundled_subset_is_the_shared_one_and_normalised():
+    d = load_dataset("cifar10-mini", val_size=500, seed=0)
+    assert (len(d.train), len(d.val), len(d.test)) == (10000, 500, 1500)
+    assert d.train.x.shape[1:] == (3, 32, 32) and d.train.x.dtype == torch.float32
+    means = d.train.x.mean(dim=(0, 2, 3))
+    assert means.abs().max() < 1e-3 and (d.train.x.std(dim=(0, 2, 3)) - 1).abs().max() < 1e-3
+    assert torch.bincount(d.train.y).tolist() == [1000] * 10
+    if (SHARED_DATA / "cifar10_subset.npz").is_file():
+        assert sha256_file(SHARED_DATA / "cifar10_subset.npz") == BUNDLED_SHA256
+
+
+def test_a_corrupted_dataset_file_is_refused(tmp_path):
+    (tmp_path / "cifar10_subset.npz").write_bytes(b"not the data")
+    with pytest.raises(ArtifactError, match="sha256"):
+        load_dataset("cifar10-mini", data_dir=str(tmp_path))
+
+
+def test_cifar10_loader_reads_a_local_copy_through_torchvision(tmp_path, monkeypatch):
+    """The real torchvision path, against batches written in CIFAR-10's own pickle format."""
+    import pickle
+
+    import numpy as np
+
+    root = tmp_path / "cifar-10-batches-py"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {"data": rng.integers(0, 255, (20, 3072), dtype=np.uint8), "labels": list(range(10)) * 2}
+        with open(root / name, "wb") as f:
+            pickle.dump(batch, f)
+    with open(root / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [str(i) for i in range(10)]}, f)
+    import torchvision
+
+    # our stand-in batches have other md5s than the real ones
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda path, md5=None: True)
+    d = DATASETS.get("cifar10")(data_dir=str(tmp_path), val_size=5, seed=0)
+    assert len(d.train) == 100 and len(d.val) == 5 and len(d.test) == 15
+
+
+def test_unknown_dataset_and_model_list_the_choices():
+    with pytest.raises(ConfigError, match="cifar10-mini"):
+        load_dataset("mnist")
+    with pytest.raises(ConfigError, match="resnet18"):
+        build_model("vgg", 10, (3, 32, 32), 0)
+
+
+@pytest.mark.parametrize("name,params,n_min,n_max", [
+    ("resnet9", {}, 2.2e5, 2.5e5), ("resnet9", {"width": 16}, 4e5, 4.3e5), ("resnet18", {}, 1.1e7, 1.13e7)])
+def test_models_shapes_and_sizes(name, params, n_min, n_max):
+    m = build_model(name, 10, (3, 32, 32), seed=0, **params)
+    n = sum(p.numel() for p in m.parameters())
+    assert n_min < n < n_max
+    out = m(m.prepare_input(torch.randn(2, 3, 32, 32)))
+    assert out.shape == (2, 10)
+    assert len(m.layer_groups()) >= 4
+
+
+def test_seeded_init_is_reproducible():
+    a = build_model("resnet9", 10, (3, 32, 32), seed=3, width=4).state_dict()
+    b = build_model("resnet9", 10, (3, 32, 32), seed=3, width=4).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
