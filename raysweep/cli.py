@@ -2,6 +2,8 @@
 
     raysweep prepare [--scenario default|tiny|FILE.yaml] [--set train.epochs=5] [--store DIR] [--json]
     raysweep unlearn [--scenario ...] --method gd [--budget 0.1] [--hp lr=1e-2 ...] [--json]
+    raysweep sweep   [--scenario ...] --methods gd,ngd,... [--trials 8] [--budget 0.1] [--address auto] ...
+    raysweep export  SWEEP [--format parquet|csv] [--out DIR]
 
 Bad input prints one line `raysweep: error: ...` naming the field and exits with code 2.
 """
@@ -51,6 +53,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="unlearning seed (batch order, noise, re-init)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON on stdout")
     p.set_defaults(func=cmd_unlearn)
+
+    p = sub.add_parser("sweep", help="tune each unlearner with Optuna inside Ray Tune, under a budget cap")
+    _scenario_args(p)
+    _common(p)
+    p.add_argument("--methods", default="all", help="comma-separated methods, or all (default)")
+    p.add_argument("--trials", type=int, default=8, help="trials per method (default 8)")
+    p.add_argument("--budget", type=float, default=0.1, help="budget cap per trial, fraction of training compute")
+    p.add_argument("--address", default=None, help="join an existing Ray cluster (auto, ray://host:10001)")
+    p.add_argument("--storage-path", default=None, help="sweeps root, shared on a cluster (default STORE/sweeps)")
+    p.add_argument("--name", default=None, help="sweep name (default: scenario-hash-time); reuse with --resume")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, default=None,
+                   help="GPUs per trial; fractions pack trials on one card (default: 0.25 with GPUs, else 0)")
+    p.add_argument("--max-concurrent", type=int, default=0, help="trials at once (default: what resources allow)")
+    p.add_argument("--multi-objective", action="store_true", help="search (|GUS_tune|, val_acc); mark Pareto set")
+    p.add_argument("--tolerance", type=float, default=0.02, help="accuracy floor below θ_retrain (default 0.02)")
+    p.add_argument("--seed", type=int, default=0, help="searcher and unlearning seed")
+    p.add_argument("--checkpoint-every", type=float, default=0.1, help="report every this share of the budget")
+    p.add_argument("--spaces-dir", default=None, help="folder of <method>.yaml search spaces")
+    p.add_argument("--resume", action="store_true", help="continue the sweep --name where it stopped")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("export", help="write a sweep's trials and history as Parquet or CSV tables")
+    p.add_argument("sweep", help="a sweep directory (or a name under --storage-path)")
+    p.add_argument("--format", default="parquet", help="parquet (default) or csv")
+    p.add_argument("--out", default=None, help="output folder (default: the sweep directory)")
+    p.add_argument("--store", default=DEFAULT_STORE)
+    p.add_argument("--storage-path", default=None)
+    p.set_defaults(func=cmd_export)
     return ap
 
 
@@ -132,6 +163,78 @@ def format_rows(rows: list[dict]) -> str:
         table.append(cells)
     widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in table)
+
+
+def _methods(text: str) -> list[str]:
+    from .unlearn import METHODS
+
+    names = METHODS.names() if text == "all" else [m.strip() for m in text.split(",") if m.strip()]
+    for m in names:
+        METHODS.get(m, "methods")
+    return names
+
+
+def cmd_sweep(args) -> int:
+    import time
+    from pathlib import Path
+
+    from .artifacts import LocalStore
+    from .config import load_scenario
+    from .scenario import Scenario, prepare
+    from .sweep.search import SweepConfig, init_ray, run_sweep
+    from .sweep.spaces import load_space
+
+    methods = _methods(args.methods)
+    cfg = load_scenario(args.scenario, args.overrides)
+    name = args.name or f"{cfg.name or 'scenario'}-{cfg.hash()[:8]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.resume and not args.name:
+        from .errors import ConfigError
+
+        raise ConfigError("name", None, "the --name of the sweep to resume")
+    store = LocalStore(args.store)
+    sweep_cfg = SweepConfig(methods=methods, trials=args.trials, budget=args.budget, name=name,
+                            storage_path=args.storage_path or str(store.root / "sweeps"), address=args.address,
+                            cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                            max_concurrent=args.max_concurrent, multi_objective=args.multi_objective,
+                            tolerance=args.tolerance, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                            spaces_dir=args.spaces_dir).check()
+    for m in methods:
+        load_space(m, args.spaces_dir)  # bad YAML fails here, before Ray or training starts
+    device = _setup(args)
+    prepare(cfg, store, device, args.data_dir)
+    scen = Scenario.load(store, cfg, "cpu", args.data_dir)
+    init_ray(args.address, None)
+    t0 = time.perf_counter()
+    root, complete = run_sweep(scen, sweep_cfg, str(store.root), resume=args.resume, device=str(device),
+                               data_dir=args.data_dir)
+    from .results import export
+
+    paths = export(root)
+    print(f"sweep {name}: {time.perf_counter() - t0:.0f}s; tables: {', '.join(str(p) for p in paths)}")
+    print(str(Path(root)))
+    return 0 if complete else 130
+
+
+def _sweep_path(args):
+    from pathlib import Path
+
+    p = Path(args.sweep)
+    if (p / "sweep.json").is_file():
+        return p
+    root = Path(args.storage_path or Path(args.store) / "sweeps")
+    if (root / args.sweep / "sweep.json").is_file():
+        return root / args.sweep
+    from .errors import ConfigError
+
+    raise ConfigError("sweep", args.sweep, f"a sweep directory or a sweep name under {root.resolve()}")
+
+
+def cmd_export(args) -> int:
+    from .results import export
+
+    for p in export(_sweep_path(args), args.format, args.out):
+        print(p)
+    return 0
 
 
 def format_reference(manifest: dict) -> str:

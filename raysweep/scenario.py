@@ -99,6 +99,15 @@ class Scenario:
         tensors = {name: load_tensors(folder, name, manifest) for name in FILES}
         return cls._assemble(cfg, manifest, tensors, torch.device(device), data_dir)
 
+    def bundle(self) -> dict:
+        """The artifact as plain data (manifest + tensors) for the Ray object store."""
+        return {"manifest": self.manifest, "tensors": self._tensors}
+
+    @classmethod
+    def from_bundle(cls, bundle: dict, device="cpu", data_dir: str | None = None) -> "Scenario":
+        m = bundle["manifest"]
+        return cls._assemble(scenario_from_dict(m["config"]), m, bundle["tensors"], torch.device(device), data_dir)
+
     @classmethod
     def _assemble(cls, cfg, manifest, tensors, device, data_dir=None) -> "Scenario":
         data = scenario_data(cfg, data_dir)
@@ -108,35 +117,44 @@ class Scenario:
         ps = attack.apply(data, stored)
         data = _to(data, device)
         ps.train = ps.train.to(device)
-        return cls(cfg, manifest, data, ps, poison["_control_noise"], poison["_tune_rows"],
+        scen = cls(cfg, manifest, data, ps, poison["_control_noise"], poison["_tune_rows"],
                    poison["_holdout_rows"], device,
                    {"initial": tensors["initial.safetensors"], "retrain": tensors["retrain.safetensors"]})
+        scen._tensors = tensors
+        return scen
 
     # ---- evaluation ----------------------------------------------------------------------------
-    def evaluate(self, model, parts: tuple[str, ...] = ("all", "tune", "holdout")) -> dict:
-        """Flat metrics of `model`: test/val accuracy, GUS figures per part of the poisons, MIA."""
-        out = {}
-        out["test_acc"] = evaluate(model, self.data.test)["acc"]
-        out["val_acc"] = evaluate(model, self.data.val)["acc"]
+    def evaluate(self, model, parts: tuple[str, ...] = ("all", "tune", "holdout"), full: bool = True) -> dict:
+        """Flat metrics of `model`.
+
+        full=True: test/val accuracy, forget-set accuracy and loss, loss-threshold MIA, and the GUS
+        figures for each part of the poisons (all, tune, holdout; keys prefixed tune_/holdout_).
+        full=False (cheap, for budget checkpoints): val accuracy and the GUS figures of `parts`.
+        """
+        out = {"val_acc": evaluate(model, self.data.val)["acc"]}
         ps = self.poisoned
-        forget = ps.forget()
-        f_loss, f_correct = per_sample_losses(model, forget)
-        out["forget_acc"] = f_correct.float().mean().item()
-        out["forget_loss"] = f_loss.mean().item()
-        t_loss, _ = per_sample_losses(model, self.data.test)
-        out.update(loss_mia(f_loss, t_loss))
-        if ps.noise is not None:
-            y = ps.train.y[ps.poison_idx].cpu()
-            s = gus_scores(model, ps.clean_x, y, ps.noise, ps.eps, self.cfg.score, ps.grad_scale)
-            c = gus_scores(model, ps.clean_x, y, self.control_noise, ps.eps, self.cfg.score, ps.grad_scale)
-            rows = {"all": torch.arange(len(s)), "tune": self.tune_rows, "holdout": self.holdout_rows}
-            for part in parts:
-                r = rows[part].long()
-                summ = gus_summary(s[r], c[r])
-                prefix = "" if part == "all" else f"{part}_"
-                out.update({f"{prefix}{k}": v for k, v in summ.items()})
-            out["_scores"] = s
-            out["_control_scores"] = c
+        if full:
+            out["test_acc"] = evaluate(model, self.data.test)["acc"]
+            f_loss, f_correct = per_sample_losses(model, ps.forget())
+            out["forget_acc"] = f_correct.float().mean().item()
+            out["forget_loss"] = f_loss.mean().item()
+            out.update(loss_mia(f_loss, per_sample_losses(model, self.data.test)[0]))
+        if ps.noise is None:
+            return out
+        rows = {"all": torch.arange(ps.k), "tune": self.tune_rows.long(), "holdout": self.holdout_rows.long()}
+        need = torch.cat([rows[p] for p in parts]).unique() if parts else torch.zeros(0, dtype=torch.long)
+        y = ps.train.y[ps.poison_idx].cpu()
+        x_need = ps.clean_x[need]
+        s_need = gus_scores(model, x_need, y[need], ps.noise[need], ps.eps, self.cfg.score, ps.grad_scale)
+        c_need = gus_scores(model, x_need, y[need], self.control_noise[need], ps.eps, self.cfg.score, ps.grad_scale)
+        s = torch.full((ps.k,), float("nan"), dtype=torch.float64)
+        c = s.clone()
+        s[need], c[need] = s_need, c_need
+        for part in parts:
+            summ = gus_summary(s[rows[part]], c[rows[part]])
+            prefix = "" if part == "all" else f"{part}_"
+            out.update({f"{prefix}{k}": v for k, v in summ.items()})
+        out["_scores"], out["_control_scores"] = s, c
         return out
 
 

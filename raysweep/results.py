@@ -1,0 +1,147 @@
+"""Export a sweep as two tidy tables, read from the sweep directory alone (no Ray needed).
+
+trials:  one row per trial, plus the two reference rows `none` (θ_initial) and `retrain`
+         (θ_retrain): sweep, scenario, method, trial_id, status (finished | stopped | errored |
+         reference), error, hp_<name> (every hyperparameter, flattened), budget, cap_share,
+         budget_spent, the tuning metrics (val_acc, tune_gus, tune_z, tune_p, abs_tune_gus,
+         objective), the verdict metrics (holdout_gus, holdout_z, holdout_p, holdout_tpr_two,
+         holdout_auc, test_acc, mia_tpr, mia_auc, gus, z, forget_acc), diverged, wall_s, seed,
+         reports, node_id, is_best (lowest objective of the method's finished trials), pareto
+         (non-dominated in (|GUS_tune| min, val_acc max) among the method's finished trials),
+         versions (raysweep, torch, ray, optuna).
+history: one row per report: sweep, method, trial_id, report, step, budget_spent, val_acc, tune_gus,
+         tune_z, objective, final, time_total_s.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from .artifacts import atomic_write_text
+from .errors import RaysweepError
+
+TRIAL_METRICS = ["budget_spent", "val_acc", "tune_gus", "tune_z", "tune_p", "abs_tune_gus", "objective",
+                 "holdout_gus", "holdout_z", "holdout_p", "holdout_tpr_two", "holdout_tpr_low", "holdout_auc",
+                 "test_acc", "mia_tpr", "mia_auc", "gus", "z", "p", "tpr_two", "auc", "forget_acc", "forget_loss",
+                 "diverged", "steps"]
+HISTORY_COLUMNS = ["sweep", "method", "trial_id", "report", "step", "budget_spent", "val_acc", "tune_gus",
+                   "tune_z", "objective", "final", "time_total_s"]
+
+
+def read_sweep_meta(sweep: str | Path) -> dict:
+    p = Path(sweep) / "sweep.json"
+    if not p.is_file():
+        raise RaysweepError(f"{sweep} is not a sweep directory (no sweep.json)")
+    return json.loads(p.read_text())
+
+
+def _read_results(trial_dir: Path) -> list[dict]:
+    f = trial_dir / "result.json"
+    if not f.is_file():
+        return []
+    rows = []
+    for line in f.read_text().splitlines():
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a line cut by an interruption
+    return rows
+
+
+def _versions() -> dict:
+    out = {}
+    for name in ("ray", "optuna"):
+        try:
+            out[name] = __import__(name).__version__
+        except Exception:  # noqa: BLE001
+            out[name] = None
+    return out
+
+
+def pareto_mask(df: pd.DataFrame, minimise: str = "abs_tune_gus", maximise: str = "val_acc") -> pd.Series:
+    """True where no other row is at least as good on both and better on one."""
+    a, b = df[minimise].to_numpy(float), df[maximise].to_numpy(float)
+    keep = []
+    for i in range(len(df)):
+        dominated = ((a <= a[i]) & (b >= b[i]) & ((a < a[i]) | (b > b[i]))).any()
+        keep.append(not dominated and math.isfinite(a[i]) and math.isfinite(b[i]))
+    return pd.Series(keep, index=df.index)
+
+
+def load_results(sweep: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(trials, history) DataFrames of a sweep directory."""
+    sweep = Path(sweep).resolve()
+    meta = read_sweep_meta(sweep)
+    cfg = meta["config"]
+    vers = {f"version_{k}": v for k, v in {**{"raysweep": meta["versions"]["raysweep"],
+                                                "torch": meta["versions"]["torch"]}, **_versions()}.items()}
+    trials, history = [], []
+    for method in cfg["methods"]:
+        mdir = sweep / method
+        if not mdir.is_dir():
+            continue
+        for tdir in sorted(p for p in mdir.iterdir() if p.is_dir()):
+            params_f = tdir / "params.json"
+            if not params_f.is_file():
+                continue
+            params = json.loads(params_f.read_text())
+            results = _read_results(tdir)
+            trial_id = results[-1]["trial_id"] if results else tdir.name.split("_")[2]
+            err_f = next((f for f in (tdir / "error.txt",) if f.is_file()), None)
+            last = results[-1] if results else {}
+            status = "errored" if err_f else "finished" if last.get("final") else "stopped"
+            hp = {**meta["spaces"][method]["fixed"], **params, **(last.get("hparams") or {})}
+            row = {"sweep": meta["name"], "scenario": meta["scenario"], "method": method, "trial_id": trial_id,
+                   "status": status, "error": err_f.read_text().strip().splitlines()[-1] if err_f else None,
+                   "budget": cfg["budget"], "cap_share": float(params.get("cap_share", 1.0)),
+                   **{f"hp_{k}": v for k, v in hp.items() if k != "cap_share"},
+                   **{k: last.get(k) for k in TRIAL_METRICS},
+                   "wall_s": last.get("trial_wall_s", last.get("time_total_s")), "seed": cfg["seed"],
+                   "reports": len(results), "node_id": last.get("node_id"), **vers}
+            trials.append(row)
+            for i, r in enumerate(results):
+                history.append({"sweep": meta["name"], "method": method, "trial_id": trial_id, "report": i + 1,
+                                **{k: r.get(k) for k in HISTORY_COLUMNS[4:]}})
+    for ref, key in (("none", "none"), ("retrain", "retrain")):
+        m = meta["references"][key]
+        trials.append({"sweep": meta["name"], "scenario": meta["scenario"], "method": ref, "trial_id": ref,
+                       "status": "reference", "budget": cfg["budget"], "budget_spent": 0.0 if ref == "none" else None,
+                       **{k: m.get(k) for k in TRIAL_METRICS if k in m},
+                       "abs_tune_gus": abs(m["tune_gus"]) if m.get("tune_gus") is not None else None,
+                       "diverged": False, "seed": cfg["seed"], **vers})
+    df = pd.DataFrame(trials)
+    df["is_best"] = False
+    df["pareto"] = False
+    for _, g in df[df.status == "finished"].groupby("method"):
+        df.loc[g["objective"].astype(float).idxmin(), "is_best"] = True
+        df.loc[g.index, "pareto"] = pareto_mask(g.astype({"abs_tune_gus": float, "val_acc": float}))
+    hist = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    return df, hist
+
+
+def export(sweep: str | Path, fmt: str = "parquet", out: str | Path | None = None) -> list[Path]:
+    """Write trials.<fmt> and history.<fmt> (atomically) to `out` (default: the sweep directory)."""
+    if fmt not in ("parquet", "csv"):
+        from .errors import ConfigError
+
+        raise ConfigError("format", fmt, "parquet or csv")
+    trials, hist = load_results(sweep)
+    out = Path(out or sweep).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, df in (("trials", trials), ("history", hist)):
+        path = out / f"{name}.{fmt}"
+        tmp = out / f".{name}.{fmt}.tmp"
+        if fmt == "parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
+        tmp.replace(path)
+        paths.append(path)
+    atomic_write_text(out / "columns.json", json.dumps({"trials": list(trials.columns),
+                                                         "history": list(hist.columns)}, indent=1))
+    return paths

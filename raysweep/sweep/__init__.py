@@ -1,0 +1,1 @@
+"""Adversarial hyperparameter search: Ray Tune trials around one unlearning run, Optuna searching."""

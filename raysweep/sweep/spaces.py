@@ -1,0 +1,146 @@
+"""Search spaces: `search_spaces/<method>.yaml` -> Optuna distributions, validated up front.
+
+    method: gd
+    params:                      # one entry per searched hyperparameter
+      lr: {loguniform: [1.0e-5, 0.3]}
+      k: {int: [1, 5]}           # also {intlog: [lo, hi]}, {uniform: [lo, hi]}, {choice: [a, b]}
+      cap_share: {uniform: [0.1, 1.0]}   # share of the sweep's budget cap a trial may spend
+    fixed: {weight_decay: 5.0e-4}        # optional: set, not searched
+    warm_start: [{lr: 1.0e-3, k: 3, cap_share: 1.0}]   # the paper's grid points, evaluated first
+
+Names must be the method's hyperparameters (or cap_share); ranges must lie inside each field's
+allowed range. Any problem is one ConfigError naming the file and the field, before any trial runs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from ..errors import ConfigError
+from ..unlearn import METHODS
+
+SPACE_KINDS = ("loguniform", "uniform", "int", "intlog", "choice")
+EXTRA = {"cap_share": {"min": 1e-6, "max": 1.0, "type": float}}
+
+
+def default_dir() -> Path:
+    """The repository's search_spaces/ (beside the package), else ./search_spaces."""
+    here = Path(__file__).resolve().parents[2] / "search_spaces"
+    return here if here.is_dir() else Path("search_spaces").resolve()
+
+
+@dataclass
+class SearchSpace:
+    method: str
+    params: dict                       # name -> (kind, args)
+    fixed: dict = field(default_factory=dict)
+    warm_start: list = field(default_factory=list)
+    source: str = ""
+
+    def optuna(self) -> dict:
+        """name -> optuna distribution, for OptunaSearch(space=...)."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        out = {}
+        for name, (kind, args) in self.params.items():
+            if kind == "loguniform":
+                out[name] = FloatDistribution(float(args[0]), float(args[1]), log=True)
+            elif kind == "uniform":
+                out[name] = FloatDistribution(float(args[0]), float(args[1]))
+            elif kind == "int":
+                out[name] = IntDistribution(int(args[0]), int(args[1]))
+            elif kind == "intlog":
+                out[name] = IntDistribution(int(args[0]), int(args[1]), log=True)
+            else:
+                out[name] = CategoricalDistribution(list(args))
+        return out
+
+
+def _field_info(method: str) -> dict:
+    cls = METHODS.get(method, "method")
+    info = {}
+    for f in fields(cls.Hyper):
+        typ = f.type if isinstance(f.type, type) else {"float": float, "int": int, "str": str}.get(str(f.type), str)
+        info[f.name] = {**f.metadata, "type": typ}
+    if cls.iterative:
+        info.update(EXTRA)
+    return info
+
+
+def parse_space(doc: dict, source: str, method: str | None = None) -> SearchSpace:
+    def bad(fld, val, allowed):
+        return ConfigError(f"{source}: {fld}", val, allowed)
+
+    if not isinstance(doc, dict):
+        raise bad("(top level)", doc, "a mapping with method, params, fixed, warm_start")
+    for key in doc:
+        if key not in ("method", "params", "fixed", "warm_start"):
+            raise bad(key, doc[key], "top-level keys are method, params, fixed, warm_start")
+    m = doc.get("method", method)
+    if method is not None and m != method:
+        raise bad("method", m, f"{method} (the file is read for that method)")
+    info = _field_info(m)
+    params = {}
+    for name, spec in (doc.get("params") or {}).items():
+        if name not in info:
+            raise bad(f"params.{name}", spec, f"{m} takes {', '.join(sorted(info))}")
+        if not isinstance(spec, dict) or len(spec) != 1:
+            raise bad(f"params.{name}", spec, f"one of {{{': [lo, hi]}, {'.join(SPACE_KINDS)}: ...}}")
+        (kind, args), = spec.items()
+        meta = info[name]
+        if kind not in SPACE_KINDS:
+            raise bad(f"params.{name}", kind, f"a kind among {', '.join(SPACE_KINDS)}")
+        if kind == "choice":
+            if not isinstance(args, list) or not args:
+                raise bad(f"params.{name}", args, "a non-empty list of values")
+            if "choices" in meta and any(a not in meta["choices"] for a in args):
+                raise bad(f"params.{name}", args, f"values among {', '.join(map(str, meta['choices']))}")
+        else:
+            if not (isinstance(args, list) and len(args) == 2 and all(isinstance(a, (int, float)) for a in args)):
+                raise bad(f"params.{name}", args, "[low, high] numbers")
+            lo, hi = args
+            if not lo < hi:
+                raise bad(f"params.{name}", args, "low < high")
+            if kind in ("loguniform", "intlog") and lo <= 0:
+                raise bad(f"params.{name}", args, "low > 0 for a log scale")
+            if kind in ("int", "intlog") and (meta["type"] is not int or lo != int(lo) or hi != int(hi)):
+                raise bad(f"params.{name}", args, f"integer bounds on an integer field ({name} is "
+                          f"{meta['type'].__name__})")
+            if meta["type"] is int and kind not in ("int", "intlog"):
+                raise bad(f"params.{name}", kind, "int or intlog (the field is an integer)")
+            if "min" in meta and lo < meta["min"] or "max" in meta and hi > meta["max"]:
+                inside = f"[{meta.get('min', '-inf')}, {meta.get('max', 'inf')}]"
+                raise bad(f"params.{name}", args, f"a range inside {inside}")
+        params[name] = (kind, args)
+    fixed = doc.get("fixed") or {}
+    for name in fixed:
+        if name not in info:
+            raise bad(f"fixed.{name}", fixed[name], f"{m} takes {', '.join(sorted(info))}")
+        if name in params:
+            raise bad(f"fixed.{name}", fixed[name], "a name that is not also searched")
+    METHODS.get(m)().hyper({k: v for k, v in fixed.items() if k != "cap_share"})
+    warm = doc.get("warm_start") or []
+    space = SearchSpace(m, params, dict(fixed), [], source)
+    dists = space.optuna()
+    for i, point in enumerate(warm):
+        if not isinstance(point, dict) or set(point) != set(params):
+            raise bad(f"warm_start[{i}]", point, f"a value for each searched name: {', '.join(params)}")
+        for name, val in point.items():
+            if not dists[name]._contains(dists[name].to_internal_repr(val)):
+                raise bad(f"warm_start[{i}].{name}", val, f"a value inside the searched range {params[name][1]}")
+        space.warm_start.append(dict(point))
+    return space
+
+
+def load_space(method: str, directory: str | Path | None = None) -> SearchSpace:
+    path = Path(directory or default_dir()) / f"{method}.yaml"
+    METHODS.get(method, "method")
+    if not path.is_file():
+        raise ConfigError("search space", str(path), f"a YAML file search_spaces/{method}.yaml")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError("search space", str(path), f"valid YAML ({e})".replace("\n", " ")) from e
+    return parse_space(doc, str(path), method)

@@ -1,0 +1,118 @@
+"""The Ray Tune function trainable: one unlearning run under its budget, reported at checkpoints.
+
+The scenario reaches a trial once, through `tune.with_parameters` (the Ray object store; a small
+artifact bundle, shared by all trials) or, on a cluster, as a path into a shared store; never
+through the trial config. Each worker process keeps the assembled scenario, so reused actors
+(`reuse_actors=True`) skip even that.
+
+Each budget checkpoint reports: budget_spent (fraction of θ_initial's training compute), step
+(checkpoints of the sweep cap, ASHA's time axis), val_acc, tune_gus, tune_z, abs_tune_gus,
+objective, diverged. The last report (final=True) adds the verdict evidence: the held-out half of
+the poisons (holdout_*), all poisons, test accuracy, MIA, forget-set figures.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..scenario import Scenario, public
+from ..unlearn.session import unlearn_scenario
+from .objective import DIVERGED, objective
+
+_SCENARIOS: dict[str, Scenario] = {}
+
+
+@dataclass
+class TrialSpec:
+    method: str
+    budget: float                   # the sweep's cap, a fraction of θ_initial's training compute
+    floor: float                    # val accuracy the objective demands (retrain val_acc - tolerance)
+    seed: int = 0
+    fixed: dict = field(default_factory=dict)
+    checkpoint_every: float = 0.1   # report every this share of the trial's budget
+    threads: int = 1
+    device: str = "cpu"
+    bundle: dict | None = None      # {"manifest", "tensors"}: the artifact, through the object store
+    store_root: str | None = None   # ... or a shared store path (cluster)
+    scenario_hash: str = ""
+    data_dir: str | None = None
+    fault: dict | None = None       # tests only: {"method", "times", "dir"} raise the first `times` attempts
+
+
+def load_scenario_for_trial(spec: TrialSpec) -> Scenario:
+    scen = _SCENARIOS.get(spec.scenario_hash)
+    if scen is None:
+        device = torch.device(spec.device if spec.device != "cuda" or torch.cuda.is_available() else "cpu")
+        if spec.bundle is not None:
+            scen = Scenario.from_bundle(spec.bundle, device, spec.data_dir)
+        else:
+            from ..artifacts import LocalStore
+
+            scen = Scenario.load(LocalStore(spec.store_root), spec.scenario_hash, device, spec.data_dir)
+        _SCENARIOS.clear()
+        _SCENARIOS[spec.scenario_hash] = scen
+    return scen
+
+
+def _inject_fault(spec: TrialSpec, trial_id: str) -> None:
+    f = spec.fault
+    if not f or f.get("method") != spec.method:
+        return
+    marker = Path(f["dir"]) / f"attempts-{trial_id}"
+    n = int(marker.read_text()) + 1 if marker.exists() else 1
+    marker.write_text(str(n))
+    if n <= int(f.get("times", 1)):
+        raise RuntimeError(f"injected fault (attempt {n}) for trial {trial_id}")
+
+
+def unlearn_trial(config: dict, spec: TrialSpec) -> None:
+    """Function trainable: `config` holds the searched hyperparameters (and cap_share)."""
+    from ray import tune
+
+    ctx = tune.get_context()
+    _inject_fault(spec, ctx.get_trial_id())
+    torch.set_num_threads(max(1, spec.threads))
+    t0 = time.perf_counter()
+    scen = load_scenario_for_trial(spec)
+    params = {**spec.fixed, **config}
+    share = float(params.pop("cap_share", 1.0))
+    budget = spec.budget * share
+    cap_step = spec.budget * scen.train_compute * spec.checkpoint_every  # sample-grads per ASHA step
+    node = _node_id()
+
+    def on_checkpoint(model, info):
+        if info["cap_used"] >= 1 - 1e-9:
+            return False  # the final report, with the verdict evidence, follows at once
+        m = scen.evaluate(model, parts=("tune",), full=False)
+        gus = abs(m["tune_gus"])
+        tune.report({"budget_spent": info["budget_spent"], "step": max(1, round(info["spent"] / cap_step)),
+                     "val_acc": m["val_acc"], "tune_gus": m["tune_gus"], "tune_z": m["tune_z"],
+                     "abs_tune_gus": gus, "objective": objective(gus, m["val_acc"], spec.floor),
+                     "diverged": False, "final": False, "node_id": node})
+        return False
+
+    res = unlearn_scenario(scen, spec.method, budget, params, spec.seed, on_checkpoint, spec.checkpoint_every)
+    final = public(scen.evaluate(res.model))
+    gus = abs(final["tune_gus"])
+    obj = objective(gus, final["val_acc"], spec.floor, res.diverged)
+    final = {k: (v if not (isinstance(v, float) and math.isnan(v)) else None) for k, v in final.items()}
+    tune.report({**final, "budget_spent": res.budget_spent,
+                 "step": max(1, math.ceil(res.spent / cap_step - 1e-9)) if cap_step else 1,
+                 "abs_tune_gus": gus if not res.diverged else DIVERGED, "objective": obj,
+                 "diverged": res.diverged, "final": True, "steps": res.steps, "unlearn_wall_s": res.wall_s,
+                 "trial_wall_s": time.perf_counter() - t0, "node_id": node, "pid": os.getpid(),
+                 "hparams": {**res.hparams, "cap_share": share}})
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - outside Ray
+        return ""

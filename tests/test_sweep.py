@@ -1,0 +1,183 @@
+"""Sweeps on the tiny scenario with a private 2-CPU Ray: complete, export, faults, resume, Pareto."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from raysweep.artifacts import LocalStore
+from raysweep.errors import ConfigError
+from raysweep.results import HISTORY_COLUMNS, export, load_results
+from raysweep.scenario import Scenario
+from raysweep.sweep.search import SweepConfig, run_sweep
+from raysweep.sweep.spaces import load_space, parse_space
+
+FAST = dict(budget=0.1, checkpoint_every=0.25, cpus_per_trial=1.0)
+
+
+@pytest.fixture(scope="module")
+def scen(prepared_tiny, tiny_cfg):
+    root, _ = prepared_tiny
+    return Scenario.load(LocalStore(root), tiny_cfg)
+
+
+def test_two_methods_three_trials_complete_and_export(ray_local, scen, prepared_tiny, tmp_path):
+    root, _ = prepared_tiny
+    cfg = SweepConfig(methods=["gd", "ssd"], trials=3, name="basic", storage_path=str(tmp_path), **FAST)
+    sweep, complete = run_sweep(scen, cfg, str(root))
+    assert complete
+    paths = export(sweep)
+    trials = pd.read_parquet(paths[0])
+    hist = pd.read_parquet(paths[1])
+    runs = trials[trials.status != "reference"]
+    assert len(runs) == 6 and sorted(runs.method.unique()) == ["gd", "ssd"]
+    assert set(trials[trials.status == "reference"].method) == {"none", "retrain"}
+    documented = json.loads((sweep / "columns.json").read_text())
+    for col in ("scenario", "method", "trial_id", "status", "hp_lr", "hp_alpha", "budget", "budget_spent",
+                "val_acc", "tune_gus", "tune_z", "objective", "holdout_gus", "holdout_z", "test_acc", "mia_tpr",
+                "wall_s", "seed", "version_torch", "version_ray", "is_best", "pareto"):
+        assert col in trials.columns and col in documented["trials"]
+    assert list(hist.columns) == HISTORY_COLUMNS
+    assert set(hist.trial_id) == set(runs.trial_id)
+    finished = runs[runs.status == "finished"]
+    assert len(finished) >= 2 and finished.holdout_z.notna().all() and finished.test_acc.notna().all()
+    assert (finished.budget_spent <= 0.1 + 1e-9).all()
+    assert trials.groupby("method").is_best.sum().get("gd") == 1
+    csv = export(sweep, "csv", tmp_path / "csv")
+    assert len(pd.read_csv(csv[0])) == len(trials)
+
+
+def test_a_raising_trial_is_retried_then_recorded_and_the_sweep_goes_on(ray_local, scen, prepared_tiny, tmp_path):
+    root, _ = prepared_tiny
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    cfg = SweepConfig(methods=["ssd", "gd"], trials=2, name="faulty", storage_path=str(tmp_path), max_failures=1,
+                      fault={"method": "ssd", "times": 99, "dir": str(faults)}, **FAST)
+    sweep, _ = run_sweep(scen, cfg, str(root))
+    trials, _ = load_results(sweep)
+    ssd = trials[trials.method == "ssd"]
+    assert len(ssd) == 2 and (ssd.status == "errored").all()
+    assert ssd.error.str.contains("injected fault").all()
+    attempts = sorted(int(p.read_text()) for p in faults.iterdir())
+    assert attempts == [2, 2]  # each tried, retried once (max_failures=1), then given up
+    gd = trials[trials.method == "gd"]
+    assert len(gd) == 2 and (gd.status != "errored").all()
+
+
+def test_an_interrupted_sweep_resumes_and_keeps_finished_trials(prepared_tiny, tmp_path):
+    """Ctrl-C (SIGINT) a real `raysweep sweep` once two trials have finished, then --resume it."""
+    root, _ = prepared_tiny
+    argv = [sys.executable, "-m", "raysweep.cli", "sweep", "--scenario", "tiny", "--store", str(root), "--methods",
+            "ssd", "--trials", "6", "--max-concurrent", "1", "--budget", "0.1", "--name", "cut",
+            "--storage-path", str(tmp_path), "--device", "cpu"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and _finished_lines(tmp_path / "cut" / "ssd") < 2:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "--resume" in err
+    first, _ = load_results(tmp_path / "cut")
+    done_first = first[(first.method == "ssd") & (first.status == "finished")]
+    assert 2 <= len(done_first) < 6
+    bad = subprocess.run([*argv, "--resume", "--budget", "0.2"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "budget" in bad.stderr
+    again = subprocess.run([*argv, "--resume"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    after, _ = load_results(tmp_path / "cut")
+    ssd = after[after.method == "ssd"]
+    assert len(ssd) == 6 and (ssd.status == "finished").all()
+    kept = ssd.set_index("trial_id").loc[done_first.trial_id]
+    pd.testing.assert_series_equal(kept.objective, done_first.set_index("trial_id").objective)
+
+
+def _finished_lines(folder: Path) -> int:
+    return sum(f.read_text().count('"final": true') for f in folder.glob("*/result.json"))
+
+
+def test_multi_objective_marks_a_pareto_set(ray_local, scen, prepared_tiny, tmp_path):
+    root, _ = prepared_tiny
+    cfg = SweepConfig(methods=["gd"], trials=4, name="mo", storage_path=str(tmp_path), multi_objective=True, **FAST)
+    trials, _ = load_results(run_sweep(scen, cfg, str(root))[0])
+    gd = trials[(trials.method == "gd") & (trials.status == "finished")]
+    assert len(gd) == 4 and gd.pareto.sum() >= 1
+    front = gd[gd.pareto]
+    for _, r in gd[~gd.pareto].iterrows():  # each point off the front is dominated by one on it
+        assert ((front.abs_tune_gus <= r.abs_tune_gus) & (front.val_acc >= r.val_acc)).any()
+
+
+def test_a_bad_search_space_fails_before_any_trial(tmp_path):
+    bad = {"method": "gd", "params": {"learning_rate": {"loguniform": [1e-5, 1e-1]}}}
+    with pytest.raises(ConfigError, match="params.learning_rate"):
+        parse_space(bad, "gd.yaml", "gd")
+    for spec, field in [({"lr": {"loguniform": [0, 1]}}, "params.lr"), ({"lr": {"uniform": [1, 0.1]}}, "params.lr"),
+                        ({"k": {"uniform": [1, 3]}}, "params.k"),
+                        ({"momentum": {"uniform": [0, 2]}}, "params.momentum"),
+                        ({"bn": {"choice": ["maybe"]}}, "params.bn")]:
+        with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+            parse_space({"method": "euk", "params": spec}, "x.yaml", "euk")
+    with pytest.raises(ConfigError, match="warm_start"):
+        parse_space({"method": "gd", "params": {"lr": {"loguniform": [1e-4, 1e-2]}}, "warm_start": [{"lr": 1.0}]},
+                    "gd.yaml", "gd")
+    (tmp_path / "gd.yaml").write_text("method: gd\nparams: {lr: {cauchy: [1, 2]}}\n")
+    with pytest.raises(ConfigError, match="cauchy"):
+        load_space("gd", tmp_path)
+
+
+def test_every_shipped_space_is_valid():
+    from raysweep.unlearn import METHODS
+
+    for m in METHODS.names():
+        space = load_space(m)
+        assert space.params and space.warm_start
+
+
+def test_gpu_request_on_a_cpu_cluster_is_refused(ray_local):
+    from raysweep.sweep.search import resources
+
+    with pytest.raises(ConfigError, match="gpus_per_trial"):
+        resources(SweepConfig(methods=["gd"], gpus_per_trial=0.5))
+    assert resources(SweepConfig(methods=["gd"]))["gpu"] == 0
+
+
+CLUSTER_SCRIPT = r"""
+import sys, json
+from ray.cluster_utils import Cluster
+import ray
+from raysweep.artifacts import LocalStore
+from raysweep.config import load_scenario
+from raysweep.scenario import Scenario
+from raysweep.sweep.search import SweepConfig, run_sweep
+from raysweep.results import load_results
+store, out = sys.argv[1], sys.argv[2]
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+cluster.add_node(num_cpus=1)
+cluster.wait_for_nodes()
+ray.init(address=cluster.address, log_to_driver=False)
+scen = Scenario.load(LocalStore(store), load_scenario("tiny"))
+cfg = SweepConfig(methods=["ssd"], trials=4, name="cluster", storage_path=out, address=cluster.address,
+                  budget=0.1, checkpoint_every=0.25, reuse_actors=False)
+trials, _ = load_results(run_sweep(scen, cfg, store)[0])
+runs = trials[trials.method == "ssd"]
+print(json.dumps({"n": len(runs), "finished": int((runs.status == "finished").sum()),
+                  "nodes": runs.node_id.nunique()}))
+ray.shutdown(); cluster.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_two_node_cluster_with_shared_storage_runs_trials_on_both(prepared_tiny, tmp_path):
+    root, _ = prepared_tiny
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    out = subprocess.run([sys.executable, "-c", CLUSTER_SCRIPT, str(root), str(tmp_path / "shared")], env=env,
+                         capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[1])
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got == {"n": 4, "finished": 4, "nodes": 2}
