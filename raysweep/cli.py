@@ -4,6 +4,8 @@
     raysweep unlearn [--scenario ...] --method gd [--budget 0.1] [--hp lr=1e-2 ...] [--json]
     raysweep sweep   [--scenario ...] --methods gd,ngd,... [--trials 8] [--budget 0.1] [--address auto] ...
     raysweep export  SWEEP [--format parquet|csv] [--out DIR]
+    raysweep report  SWEEP [--out DIR] [--seeds N]
+    raysweep demo    [--trials 2] [--budget 0.1]     prepare + sweep all eight + report, on the bundled data
 
 Bad input prints one line `raysweep: error: ...` naming the field and exits with code 2.
 """
@@ -82,6 +84,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default=DEFAULT_STORE)
     p.add_argument("--storage-path", default=None)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", help="verdict table, figures, Markdown + HTML, from a sweep's tables")
+    p.add_argument("sweep", help="a sweep directory, an export folder, or a sweep name under --storage-path")
+    p.add_argument("--out", default=None, help="output folder (default: SWEEP/report)")
+    p.add_argument("--seeds", type=int, default=0, help="re-run each best configuration on N fresh seeds")
+    p.add_argument("--alpha", type=float, default=0.05, help="family-wise level of the poison test (default 0.05)")
+    p.add_argument("--tolerance", type=float, default=None, help="accuracy tolerance vs retrain (default: sweep's)")
+    p.add_argument("--store", default=DEFAULT_STORE)
+    p.add_argument("--storage-path", default=None)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("demo", help="the main job on the bundled data: prepare, sweep all eight methods, report")
+    _common(p)
+    p.add_argument("--trials", type=int, default=3, help="trials per method (default 3)")
+    p.add_argument("--budget", type=float, default=0.1, help="budget cap (default 0.1)")
+    p.add_argument("--scenario", default="default", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_demo)
     return ap
 
 
@@ -234,6 +253,52 @@ def cmd_export(args) -> int:
 
     for p in export(_sweep_path(args), args.format, args.out):
         print(p)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .errors import ConfigError
+    from .report.build import build_report
+
+    if not 0 < args.alpha < 1:
+        raise ConfigError("alpha", args.alpha, "a level in (0, 1)")
+    if args.seeds < 0:
+        raise ConfigError("seeds", args.seeds, "an integer >= 0")
+    path = build_report(_sweep_path(args), args.out, args.alpha, args.tolerance, args.seeds)
+    print(path)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """prepare the default scenario, sweep all eight methods, build the report, print the verdict."""
+    import time
+
+    from .report.build import build_report
+
+    t0 = time.perf_counter()
+    name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    sweep_args = build_parser().parse_args(
+        ["sweep", "--scenario", args.scenario, "--methods", "all", "--trials", str(args.trials), "--budget",
+         str(args.budget), "--name", name, "--store", args.store, "--device", args.device,
+         *(["--threads", str(args.threads)] if args.threads else [])])
+    code = cmd_sweep(sweep_args)
+    if code != 0:
+        return code
+    from pathlib import Path
+
+    from .artifacts import LocalStore
+
+    report = build_report(LocalStore(args.store).root / "sweeps" / name)
+    verdict = (Path(report).parent / "verdict.csv").read_text()
+    from io import StringIO
+
+    import pandas as pd
+
+    v = pd.read_csv(StringIO(verdict))
+    print()
+    print(v[["method", "holdout_gus", "holdout_z", "holdout_p", "test_acc", "mia_tpr", "budget_spent",
+             "verdict"]].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    print(f"\ndemo finished in {time.perf_counter() - t0:.0f}s; report: {report}")
     return 0
 
 

@@ -11,6 +11,9 @@ trials:  one row per trial, plus the two reference rows `none` (θ_initial) and 
          versions (raysweep, torch, ray, optuna).
 history: one row per report: sweep, method, trial_id, report, step, budget_spent, val_acc, tune_gus,
          tune_z, objective, final, time_total_s.
+scores:  one row per (model, poison): sweep, method, trial_id, poison (row among the k poisons),
+         part (tune | holdout), score (I_z of the poison's own noise), control (I_z of fresh noise),
+         for θ_initial and θ_retrain (all k poisons) and each finished trial (its holdout half).
 """
 from __future__ import annotations
 
@@ -72,14 +75,28 @@ def pareto_mask(df: pd.DataFrame, minimise: str = "abs_tune_gus", maximise: str 
     return pd.Series(keep, index=df.index)
 
 
+SCORE_COLUMNS = ["sweep", "method", "trial_id", "poison", "part", "score", "control"]
+
+
 def load_results(sweep: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(trials, history) DataFrames of a sweep directory."""
+    trials, hist, _ = load_tables(sweep)
+    return trials, hist
+
+
+def load_tables(sweep: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(trials, history, scores) DataFrames of a sweep directory."""
     sweep = Path(sweep).resolve()
     meta = read_sweep_meta(sweep)
     cfg = meta["config"]
     vers = {f"version_{k}": v for k, v in {**{"raysweep": meta["versions"]["raysweep"],
                                                 "torch": meta["versions"]["torch"]}, **_versions()}.items()}
-    trials, history = [], []
+    trials, history, scores = [], [], []
+    holdout = meta.get("holdout_rows", [])
+    hold_set = set(holdout)
+    for ref, sc in (meta.get("reference_scores") or {}).items():
+        for i, (v, c) in enumerate(zip(sc["scores"], sc["control"])):
+            scores.append((meta["name"], ref, ref, i, "holdout" if i in hold_set else "tune", v, c))
     for method in cfg["methods"]:
         mdir = sweep / method
         if not mdir.is_dir():
@@ -95,7 +112,10 @@ def load_results(sweep: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             last = results[-1] if results else {}
             status = "errored" if err_f else "finished" if last.get("final") else "stopped"
             hp = {**meta["spaces"][method]["fixed"], **params, **(last.get("hparams") or {})}
+            parts = tdir.name.split("_")
+            order = int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else None
             row = {"sweep": meta["name"], "scenario": meta["scenario"], "method": method, "trial_id": trial_id,
+                   "order": order,
                    "status": status, "error": err_f.read_text().strip().splitlines()[-1] if err_f else None,
                    "budget": cfg["budget"], "cap_share": float(params.get("cap_share", 1.0)),
                    **{f"hp_{k}": v for k, v in hp.items() if k != "cap_share"},
@@ -103,6 +123,8 @@ def load_results(sweep: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                    "wall_s": last.get("trial_wall_s", last.get("time_total_s")), "seed": cfg["seed"],
                    "reports": len(results), "node_id": last.get("node_id"), **vers}
             trials.append(row)
+            for i, v, c in zip(holdout, last.get("holdout_scores") or [], last.get("holdout_control_scores") or []):
+                scores.append((meta["name"], method, trial_id, i, "holdout", v, c))
             for i, r in enumerate(results):
                 history.append({"sweep": meta["name"], "method": method, "trial_id": trial_id, "report": i + 1,
                                 **{k: r.get(k) for k in HISTORY_COLUMNS[4:]}})
@@ -120,7 +142,7 @@ def load_results(sweep: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         df.loc[g["objective"].astype(float).idxmin(), "is_best"] = True
         df.loc[g.index, "pareto"] = pareto_mask(g.astype({"abs_tune_gus": float, "val_acc": float}))
     hist = pd.DataFrame(history, columns=HISTORY_COLUMNS)
-    return df, hist
+    return df, hist, pd.DataFrame(scores, columns=SCORE_COLUMNS)
 
 
 def export(sweep: str | Path, fmt: str = "parquet", out: str | Path | None = None) -> list[Path]:
@@ -129,11 +151,11 @@ def export(sweep: str | Path, fmt: str = "parquet", out: str | Path | None = Non
         from .errors import ConfigError
 
         raise ConfigError("format", fmt, "parquet or csv")
-    trials, hist = load_results(sweep)
+    trials, hist, scores = load_tables(sweep)
     out = Path(out or sweep).resolve()
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, df in (("trials", trials), ("history", hist)):
+    for name, df in (("trials", trials), ("history", hist), ("scores", scores)):
         path = out / f"{name}.{fmt}"
         tmp = out / f".{name}.{fmt}.tmp"
         if fmt == "parquet":
@@ -142,6 +164,8 @@ def export(sweep: str | Path, fmt: str = "parquet", out: str | Path | None = Non
             df.to_csv(tmp, index=False)
         tmp.replace(path)
         paths.append(path)
-    atomic_write_text(out / "columns.json", json.dumps({"trials": list(trials.columns),
-                                                         "history": list(hist.columns)}, indent=1))
+    atomic_write_text(out / "columns.json", json.dumps({"trials": list(trials.columns), "history": list(hist.columns),
+                                                         "scores": list(scores.columns)}, indent=1))
+    if out != Path(sweep).resolve():  # an exported folder is self-contained: the report needs sweep.json too
+        atomic_write_text(out / "sweep.json", (Path(sweep) / "sweep.json").read_text())
     return paths

@@ -152,7 +152,8 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store_root: str, resume: bool = 
         raise ConfigError("name", cfg.name, f"a new name: {root} exists (or pass --resume)")
     retrain = scen.manifest["metrics"]["retrain"]
     floor = retrain["val_acc"] - cfg.tolerance
-    meta = {"name": cfg.name, "scenario": scen.hash, "scenario_name": scen.cfg.name, "store": store_root,
+    meta = {"name": cfg.name, "scenario": scen.hash, "holdout_rows": scen.holdout_rows.tolist(),
+            "reference_scores": reference_scores(scen), "scenario_name": scen.cfg.name, "store": store_root,
             "config": {k: v for k, v in asdict(cfg).items() if k != "fault"}, "floor": floor,
             "references": {"none": scen.manifest["metrics"]["initial"], "retrain": retrain},
             "train_compute": scen.train_compute, "k": scen.poisoned.k,
@@ -201,6 +202,17 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store_root: str, resume: bool = 
         _say(f"[sweep] interrupted: resume with `raysweep sweep --resume --name {cfg.name} "
              f"--storage-path {Path(cfg.storage_path).resolve()} ...` (same scenario and options)")
     return root, not interrupted
+
+
+def reference_scores(scen: Scenario) -> dict:
+    """Per-sample GUS scores of θ_initial and θ_retrain (all k poisons) and their fresh-noise controls."""
+    out = {}
+    for ref, which in (("none", "initial"), ("retrain", "retrain")):
+        m = scen.evaluate(scen.new_model(which), parts=("all",), full=False)
+        if "_scores" in m:
+            out[ref] = {"scores": [round(float(v), 5) for v in m["_scores"]],
+                        "control": [round(float(v), 5) for v in m["_control_scores"]]}
+    return out
 
 
 def _unfinished(grid) -> bool:

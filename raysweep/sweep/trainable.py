@@ -97,7 +97,12 @@ def unlearn_trial(config: dict, spec: TrialSpec) -> None:
         return False
 
     res = unlearn_scenario(scen, spec.method, budget, params, spec.seed, on_checkpoint, spec.checkpoint_every)
-    final = public(scen.evaluate(res.model))
+    full = scen.evaluate(res.model)
+    final = public(full)
+    if "_scores" in full:  # per-sample scores of the held-out half, for the report's histograms
+        rows = scen.holdout_rows.long()
+        final["holdout_scores"] = [round(float(v), 5) for v in full["_scores"][rows]]
+        final["holdout_control_scores"] = [round(float(v), 5) for v in full["_control_scores"][rows]]
     gus = abs(final["tune_gus"])
     obj = objective(gus, final["val_acc"], spec.floor, res.diverged)
     final = {k: (v if not (isinstance(v, float) and math.isnan(v)) else None) for k, v in final.items()}

@@ -1,0 +1,1 @@
+"""The verdict report: statistics and decisions (verdict), figures, Markdown/HTML rendering."""

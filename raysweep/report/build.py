@@ -1,0 +1,187 @@
+"""Build the report of a sweep from its exported tables alone.
+
+    raysweep report SWEEP [--out DIR] [--seeds N]
+
+SWEEP is a sweep directory or a folder written by `raysweep export --out` (trials/history/scores
+tables + sweep.json), so a copied sweep can be reported offline without Ray.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from ..artifacts import atomic_write_text
+from ..errors import RaysweepError
+from ..results import load_tables
+from . import figures
+from .render import to_html, to_markdown
+from .verdict import detection_floor, verdict_table
+
+
+def read_tables(path: str | Path):
+    """(meta, trials, history, scores) from exported tables if present, else from the sweep dir."""
+    path = Path(path)
+    if not (path / "sweep.json").is_file():
+        raise RaysweepError(f"{path} holds no sweep.json: pass a sweep directory or an export folder")
+    meta = json.loads((path / "sweep.json").read_text())
+    for ext, reader in (("parquet", pd.read_parquet), ("csv", pd.read_csv)):
+        if (path / f"trials.{ext}").is_file():
+            return meta, *(reader(path / f"{n}.{ext}") for n in ("trials", "history", "scores"))
+    return meta, *load_tables(path)
+
+
+def importances(meta: dict, trials: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Optuna fANOVA parameter importances per method, rebuilt from the finished trials."""
+    import optuna
+
+    from ..sweep.spaces import parse_space
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out = {}
+    for method, sp in meta["spaces"].items():
+        space = parse_space({"method": method, "params": sp["params"]}, sp.get("source", method), method)
+        dists = space.optuna()
+        g = trials[(trials.method == method) & (trials.status == "finished")]
+        study = optuna.create_study(direction="minimize")
+        for _, r in g.iterrows():
+            params = {}
+            for name in dists:
+                v = r["cap_share"] if name == "cap_share" else r.get(f"hp_{name}")
+                if v is None or (isinstance(v, float) and math.isnan(v)):
+                    break
+                params[name] = type(dists[name].to_external_repr(dists[name].to_internal_repr(v)))(v) \
+                    if not isinstance(v, str) else v
+            else:
+                study.add_trial(optuna.trial.create_trial(params=params, distributions=dists,
+                                                          value=float(r["objective"])))
+        try:
+            out[method] = dict(optuna.importance.get_param_importances(study)) if len(study.trials) >= 3 else {}
+        except (RuntimeError, ValueError):
+            out[method] = {}
+    return out
+
+
+def seed_rows(meta: dict, verdict: pd.DataFrame, trials: pd.DataFrame, n: int, log) -> pd.DataFrame:
+    """Re-run each method's best configuration on n fresh seeds (new poison draws and base models,
+    prepared once each), next to θ_initial and θ_retrain of those seeds."""
+    from dataclasses import replace
+
+    from ..artifacts import LocalStore, read_manifest
+    from ..config import scenario_from_dict
+    from ..scenario import Scenario, prepare, public, store_key
+    from ..unlearn.session import unlearn_scenario
+
+    store = LocalStore(meta["store"])
+    base = scenario_from_dict(read_manifest(store.open_dir(store_key(meta["scenario"])))["config"])
+    best = trials[(trials.status == "finished") & trials.is_best.astype(bool)].set_index("method")
+    rows = []
+    for i in range(1, n + 1):
+        cfg = replace(base, seed=base.seed + i)
+        log(f"[report] seed {cfg.seed}: preparing scenario {cfg.hash()}")
+        manifest, _ = prepare(cfg, store, "cpu", log=log)
+        for ref, which in (("none", "initial"), ("retrain", "retrain")):
+            rows.append({"seed": cfg.seed, "method": ref, **manifest["metrics"][which]})
+        scen = Scenario.load(store, cfg)
+        for m in verdict[verdict.status == "tuned"].method:
+            r = best.loc[m]
+            hp = {k[3:]: v for k, v in r.items() if k.startswith("hp_") and not _isnan(v)}
+            hp = {k: (int(v) if float(v).is_integer() and k in ("k", "batch_size", "max_rounds", "min_steps")
+                      else v) for k, v in hp.items()}
+            budget = float(meta["config"]["budget"]) * float(r.get("cap_share", 1.0) if not _isnan(
+                r.get("cap_share")) else 1.0)
+            res = unlearn_scenario(scen, m, budget, hp, meta["config"]["seed"])
+            rows.append({"seed": cfg.seed, "method": m, **public(scen.evaluate(res.model)),
+                         "budget_spent": res.budget_spent, "diverged": res.diverged})
+    return pd.DataFrame(rows)
+
+
+def _isnan(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+VERDICT_SHOW = {"method": "method", "config": "best configuration (chosen on the tuning half)",
+                "holdout_gus": "GUS", "holdout_z": "z", "holdout_p": "p (two-sided)", "holdout_tpr_two": "TPR@1%",
+                "test_acc": "test acc", "mia_tpr": "MIA TPR@1%", "budget_spent": "budget", "holm_level": "Holm level",
+                "verdict": "verdict"}
+
+
+def build_report(path: str | Path, out: str | Path | None = None, alpha: float = 0.05,
+                 tolerance: float | None = None, seeds: int = 0, log=None) -> Path:
+    say = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    meta, trials, history, scores = read_tables(path)
+    out = Path(out or Path(path) / "report").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = meta["config"]
+    tol = cfg.get("tolerance", 0.02) if tolerance is None else tolerance
+    verdict = verdict_table(trials, alpha, tol)
+    verdict.to_csv(out / "verdict.csv", index=False)
+    tuned = verdict[verdict.status == "tuned"]
+    m = len(tuned)
+    k_half = len(meta.get("holdout_rows") or []) or int(meta.get("k", 0)) // 2
+    strict = alpha / max(1, m)
+    best = {r.method: r.trial_id for r in trials[trials.is_best.astype(bool)].itertuples()}
+    figs = [
+        (figures.score_histograms(scores, best, out), "GUS scores I_z with the N(0, 1) density: fresh noise vs "
+         "θ_initial, the poisons vs θ_initial, and the held-out poisons vs each method's best unlearned model"),
+        (figures.gus_vs_budget(history, trials, out), "GUS on the tuning half vs budget spent, every trial "
+         "(best in blue), with θ_initial and θ_retrain"),
+        (figures.accuracy_vs_gus(trials, meta.get("floor", float("nan")), out),
+         "validation accuracy vs |GUS| (tuning half) of every finished trial, with the Pareto front"),
+        (figures.mia_vs_gus(verdict, out), "TPR at 1 % FPR of the loss-threshold MIA and of the Gaussian test "
+         "(held-out poisons)"),
+        (figures.optimisation_history(trials, out), "objective per trial and its running best (Optuna TPE)"),
+        (figures.param_importances(importances(meta, trials), out), "parameter importances (Optuna fANOVA)"),
+    ]
+    counts = (trials[trials.status != "reference"].groupby(["method", "status"]).size().unstack(fill_value=0)
+              .reset_index())
+    removed = tuned[tuned.verdict == "removes the poison"].method.tolist()
+    failed_poison = tuned[tuned.poison_removed.eq(False)].method.tolist()
+    failed_acc = tuned[tuned.accuracy_kept.eq(False)].method.tolist()
+    refs = verdict.set_index("method")
+    blocks = [
+        ("h", 1, f"raysweep report: {meta['name']}"),
+        ("p", f"Scenario {meta.get('scenario_name') or ''} ({meta['scenario']}): {meta.get('k')} Gaussian poisons, "
+              f"budget cap {cfg['budget']:g} of θ_initial's training compute ({meta.get('train_compute')} "
+              f"sample-gradients), {cfg['trials']} trials per method, seed {cfg['seed']}. Sweep created "
+              f"{meta.get('created')}; raysweep {meta['versions'].get('raysweep')}, torch "
+              f"{meta['versions'].get('torch')}."),
+        ("h", 2, "Verdict"),
+        ("p", f"Each method's configuration was chosen on the tuning half of the poisons and the validation split, "
+              f"then judged on the other {k_half} poisons and the test set. Poison removed: the two-sided z-test "
+              f"of holdout GUS = 0 (exact N(0, 1) null) does not reject at family-wise level α = {alpha:g}, "
+              f"Holm-corrected over {m} methods (the strictest step is α/{m} = {strict:.4g}, which rejects "
+              f"|GUS| ≥ {detection_floor(k_half, strict):.3f}; the loosest, α = {alpha:g}, rejects |GUS| ≥ "
+              f"{detection_floor(k_half, alpha):.3f}). Accuracy kept: test accuracy ≥ θ_retrain's "
+              f"({fmt_acc(refs, 'retrain')}) − {tol:g}."),
+        ("table", verdict[list(VERDICT_SHOW)].rename(columns=VERDICT_SHOW)),
+        ("p", f"Measured: {len(removed)} of {m} tuned methods remove the poison by both criteria"
+              f"{(': ' + ', '.join(removed)) if removed else ''}. Poison still detected on the held-out half: "
+              f"{', '.join(failed_poison) or 'none'}. Accuracy below the tolerance: {', '.join(failed_acc) or 'none'}."
+              f" Not rejecting is absence of evidence at this sample size, not proof of removal."),
+    ]
+    if seeds:
+        sr = seed_rows(meta, verdict, trials, seeds, say)
+        sr.to_csv(out / "seeds.csv", index=False)
+        agg = sr.groupby("method", sort=False)[["holdout_gus", "holdout_z", "test_acc", "mia_tpr"]].agg(
+            ["mean", "std"])
+        agg.columns = [f"{a} {b}" for a, b in agg.columns]
+        blocks += [("h", 2, f"Best configurations on {seeds} fresh seeds"),
+                   ("p", "New poison draws and base models per seed (prepared once each); mean and std."),
+                   ("table", agg.reset_index())]
+    blocks.append(("h", 2, "Figures"))
+    for p, caption in figs:
+        blocks.append(("img", p.name, caption))
+    blocks += [("h", 2, "Trials"), ("table", counts)]
+    atomic_write_text(out / "report.md", to_markdown(blocks))
+    atomic_write_text(out / "report.html", to_html(blocks, f"raysweep report: {meta['name']}"))
+    say(f"[report] written to {out / 'report.md'} and report.html")
+    return out / "report.md"
+
+
+def fmt_acc(refs: pd.DataFrame, name: str) -> str:
+    v = refs.loc[name, "test_acc"] if name in refs.index else None
+    return "–" if _isnan(v) else f"{float(v):.3f}"

@@ -1,0 +1,108 @@
+"""Decide, per method, whether its best tuned configuration removed the poison.
+
+The configuration is chosen on the tuning evidence (lowest objective: |GUS| on the tuning half of
+the poisons, validation accuracy) and judged on other evidence: the held-out half of the poisons
+and the test set.
+
+  poison removed  <=>  the two-sided z-test of holdout GUS = 0 (z = sqrt(k/2) * GUS ~ N(0, 1) when
+                       the model never saw the noise: exact, no shadow models) does NOT reject at
+                       family-wise level alpha, Holm-corrected over the methods judged;
+  accuracy kept   <=>  test_acc >= θ_retrain's test_acc - tolerance.
+A method "removes the poison" only if both hold; otherwise it "fails" and the verdict names the
+condition(s) that failed. Not rejecting is absence of evidence at this sample size, not proof of
+removal: the table prints the detection floor of the test next to it.
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ..metrics.gus import Z_TWO_SIDED_1PCT  # noqa: F401  (re-exported for callers)
+
+VERDICT_COLUMNS = ["method", "status", "config", "holdout_gus", "holdout_z", "holdout_p", "holdout_tpr_two",
+                   "test_acc", "mia_tpr", "budget_spent", "holm_level", "poison_removed", "accuracy_kept",
+                   "verdict"]
+
+
+def holm_levels(pvalues: dict[str, float], alpha: float) -> dict[str, float]:
+    """Holm's step-down thresholds: the i-th smallest p (i = 0..m-1) is compared with alpha/(m - i);
+    once one is not rejected, none after it is. Returns each name's threshold (the level its p had
+    to be under to reject), with non-reached names given their nominal step threshold as well."""
+    order = sorted(pvalues, key=lambda n: (pvalues[n], n))
+    m = len(order)
+    return {name: alpha / (m - i) for i, name in enumerate(order)}
+
+
+def holm_reject(pvalues: dict[str, float], alpha: float) -> dict[str, bool]:
+    order = sorted(pvalues, key=lambda n: (pvalues[n], n))
+    m, out, stopped = len(order), {}, False
+    for i, name in enumerate(order):
+        if not stopped and pvalues[name] <= alpha / (m - i):
+            out[name] = True
+        else:
+            stopped = True
+            out[name] = False
+    return out
+
+
+def _config(row: pd.Series) -> str:
+    hp = {k[3:]: row[k] for k in row.index if k.startswith("hp_") and not _missing(row[k])}
+    parts = []
+    for k, v in sorted(hp.items()):
+        parts.append(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}")
+    if not _missing(row.get("cap_share")):
+        parts.append(f"cap_share={row['cap_share']:.2f}")
+    return ", ".join(parts)
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def verdict_table(trials: pd.DataFrame, alpha: float = 0.05, tolerance: float = 0.02) -> pd.DataFrame:
+    """One row per reference (none, retrain) and per method (its best finished trial)."""
+    refs = trials[trials.status == "reference"].set_index("method")
+    if "retrain" not in refs.index:
+        raise ValueError("the trials table has no retrain reference row")
+    floor = float(refs.loc["retrain", "test_acc"]) - tolerance
+    best = trials[(trials.status == "finished") & trials.is_best.astype(bool)].set_index("method")
+    methods = [m for m in dict.fromkeys(trials.method) if m not in ("none", "retrain")]
+    judged = {m: float(best.loc[m, "holdout_p"]) for m in methods
+              if m in best.index and not _missing(best.loc[m, "holdout_p"])}
+    reject = holm_reject(judged, alpha)
+    levels = holm_levels(judged, alpha)
+    rows = []
+    for ref in ("none", "retrain"):
+        r = refs.loc[ref]
+        rows.append({"method": ref, "status": "reference", "config": "θ_initial" if ref == "none" else "θ_retrain",
+                     **{c: r.get(c) for c in VERDICT_COLUMNS[3:10]},
+                     "holm_level": None, "poison_removed": None, "accuracy_kept": None, "verdict": "reference"})
+    for m in methods:
+        if m not in best.index:
+            status = "no finished trial"
+            rows.append({"method": m, "status": status, "config": "", "verdict": f"not judged: {status}"})
+            continue
+        r = best.loc[m]
+        removed = not reject.get(m, False) if m in judged else None
+        kept = float(r["test_acc"]) >= floor if not _missing(r["test_acc"]) else None
+        if removed is None or kept is None:
+            verdict = "not judged: missing holdout or test figures"
+        elif removed and kept:
+            verdict = "removes the poison"
+        else:
+            why = [w for w, bad in (("poison remains", not removed), ("accuracy below retrain", not kept)) if bad]
+            verdict = "fails: " + " and ".join(why)
+        if bool(r.get("diverged")):
+            verdict += " (diverged)"
+        rows.append({"method": m, "status": "tuned", "config": _config(r),
+                     **{c: r.get(c) for c in VERDICT_COLUMNS[3:10]},
+                     "holm_level": levels.get(m), "poison_removed": removed, "accuracy_kept": kept, "verdict": verdict})
+    return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
+
+
+def detection_floor(k_half: int, alpha_level: float) -> float:
+    """Smallest |GUS| the two-sided test rejects at `alpha_level` with k_half scores."""
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(1 - alpha_level / 2) / math.sqrt(max(1, k_half))

@@ -1,0 +1,105 @@
+"""Verdict logic on constructed tables, and a full report from a small real sweep."""
+import math
+
+import pandas as pd
+import pytest
+
+from raysweep.report.verdict import holm_reject, verdict_table
+
+
+def _z_to_p(z):
+    return math.erfc(abs(z) / math.sqrt(2))
+
+
+def table(rows):
+    """rows: (method, holdout_z, test_acc) for tuned methods; references added."""
+    base = [dict(method="none", status="reference", holdout_gus=-0.4, holdout_z=-6.0, holdout_p=_z_to_p(-6.0),
+                 holdout_tpr_two=0.02, test_acc=0.72, mia_tpr=0.002, budget_spent=0.0, is_best=False),
+            dict(method="retrain", status="reference", holdout_gus=0.0, holdout_z=0.1, holdout_p=_z_to_p(0.1),
+                 holdout_tpr_two=0.01, test_acc=0.70, mia_tpr=0.004, budget_spent=None, is_best=False)]
+    for method, z, acc in rows:
+        base.append(dict(method=method, status="finished", holdout_gus=z / math.sqrt(250), holdout_z=z,
+                         holdout_p=_z_to_p(z), holdout_tpr_two=0.01, test_acc=acc, mia_tpr=0.01, budget_spent=0.1,
+                         is_best=True, hp_lr=1e-3, cap_share=1.0, diverged=False))
+        base.append(dict(method=method, status="finished", holdout_gus=0.0, holdout_z=0.0, holdout_p=1.0,
+                         holdout_tpr_two=0.0, test_acc=0.1, mia_tpr=0.0, budget_spent=0.1, is_best=False,
+                         hp_lr=1.0, cap_share=1.0, diverged=False))  # a non-best trial must not be judged
+    return pd.DataFrame(base)
+
+
+def test_z_zero_with_retrain_accuracy_passes():
+    v = verdict_table(table([("gd", 0.0, 0.70)])).set_index("method")
+    assert v.loc["gd", "verdict"] == "removes the poison"
+    assert v.loc["gd", "poison_removed"] and v.loc["gd", "accuracy_kept"]
+
+
+def test_z_five_fails_on_the_poison():
+    v = verdict_table(table([("gd", 5.0, 0.71)])).set_index("method")
+    assert v.loc["gd", "verdict"] == "fails: poison remains"
+
+
+def test_accuracy_collapse_fails_on_utility():
+    v = verdict_table(table([("ga", 0.2, 0.30)])).set_index("method")
+    assert v.loc["ga", "verdict"] == "fails: accuracy below retrain"
+    both = verdict_table(table([("ga", -4.0, 0.30)])).set_index("method")
+    assert both.loc["ga", "verdict"] == "fails: poison remains and accuracy below retrain"
+
+
+def test_tolerance_is_relative_to_retrain_test_accuracy():
+    v = verdict_table(table([("a", 0.0, 0.681), ("b", 0.0, 0.679)]), tolerance=0.02).set_index("method")
+    assert v.loc["a", "accuracy_kept"] and not v.loc["b", "accuracy_kept"]
+
+
+def test_the_multiple_testing_correction_is_applied():
+    # p = 0.02 alone would be significant at 0.05; with 8 methods Holm's first step needs p <= 0.05/8
+    z = 2.326  # two-sided p ~ 0.02
+    rows = [("m0", z, 0.70)] + [(f"m{i}", 0.0, 0.70) for i in range(1, 8)]
+    v = verdict_table(table(rows), alpha=0.05).set_index("method")
+    assert v.loc["m0", "holdout_p"] < 0.05
+    assert v.loc["m0", "poison_removed"]
+    assert v.loc["m0", "holm_level"] == pytest.approx(0.05 / 8)
+    single = verdict_table(table([("m0", z, 0.70)]), alpha=0.05).set_index("method")
+    assert not single.loc["m0", "poison_removed"]  # with one method there is nothing to correct for
+
+
+def test_holm_steps_down():
+    p = {"a": 0.001, "b": 0.02, "c": 0.04, "d": 0.5}
+    assert holm_reject(p, 0.05) == {"a": True, "b": False, "c": False, "d": False}  # 0.02 > 0.05/3
+    assert holm_reject({"a": 0.001, "b": 0.02}, 0.05) == {"a": True, "b": True}  # 0.02 <= 0.05/1
+
+
+def test_a_method_without_finished_trials_is_not_judged():
+    t = table([("gd", 0.0, 0.70)])
+    t = pd.concat([t, pd.DataFrame([dict(method="ssd", status="errored", is_best=False)])], ignore_index=True)
+    v = verdict_table(t).set_index("method")
+    assert v.loc["ssd", "verdict"].startswith("not judged")
+
+
+def test_report_builds_from_a_small_sweep(ray_local, prepared_tiny, tmp_path):
+    from raysweep.artifacts import LocalStore
+    from raysweep.config import load_scenario
+    from raysweep.report.build import build_report
+    from raysweep.results import export
+    from raysweep.scenario import Scenario
+    from raysweep.sweep.search import SweepConfig, run_sweep
+
+    root, _ = prepared_tiny
+    scen = Scenario.load(LocalStore(root), load_scenario("tiny"))
+    cfg = SweepConfig(methods=["gd", "cfk"], trials=3, budget=0.1, checkpoint_every=0.25, name="rep",
+                      storage_path=str(tmp_path))
+    sweep, _ = run_sweep(scen, cfg, str(root))
+    exported = tmp_path / "copied"
+    export(sweep, "parquet", exported)  # the report must build from the exported folder alone
+    md = build_report(exported, tmp_path / "report", seeds=0, log=lambda m: None)
+    out = md.parent
+    text = md.read_text()
+    assert "Verdict" in text and "| gd |" in text and "| retrain |" in text
+    assert (out / "report.html").read_text().startswith("<!doctype html>")
+    for name in ("score_histograms", "gus_vs_budget", "accuracy_vs_gus", "mia_vs_gus", "optimisation_history",
+                 "param_importances"):
+        png = out / f"{name}.png"
+        assert png.is_file() and png.stat().st_size > 5000
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"({name}.png)" in text
+    v = pd.read_csv(out / "verdict.csv")
+    assert set(v.method) == {"none", "retrain", "gd", "cfk"}
