@@ -97,8 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job on the bundled data: prepare, sweep all eight methods, report")
     _common(p)
-    p.add_argument("--trials", type=int, default=3, help="trials per method (default 3)")
+    p.add_argument("--trials", type=int, default=2,
+                   help="trials per method (default 2: the paper's grid points, searched from there with more)")
     p.add_argument("--budget", type=float, default=0.1, help="budget cap (default 0.1)")
+    p.add_argument("--checkpoint-every", type=float, default=0.2, help="report every this share of the budget")
     p.add_argument("--scenario", default="default", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_demo)
     return ap
@@ -280,6 +282,7 @@ def cmd_demo(args) -> int:
     sweep_args = build_parser().parse_args(
         ["sweep", "--scenario", args.scenario, "--methods", "all", "--trials", str(args.trials), "--budget",
          str(args.budget), "--name", name, "--store", args.store, "--device", args.device,
+         "--checkpoint-every", str(args.checkpoint_every),
          *(["--threads", str(args.threads)] if args.threads else [])])
     code = cmd_sweep(sweep_args)
     if code != 0:

@@ -21,7 +21,7 @@ SCHEMA = 1  # bump when a change makes old artifacts differ from what the code w
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 15                 # passes over the training set
+    epochs: int = 10                 # passes over the training set
     batch_size: int = 128            # samples per step
     lr: float = 0.05                 # peak learning rate (SGD)
     momentum: float = 0.9

@@ -22,7 +22,8 @@ from .attacks import PoisonedSet, make_attack
 from .config import ScenarioConfig, scenario_from_dict, to_dict
 from .data import Dataset, load_dataset
 from .errors import ArtifactError, ConfigError
-from .metrics import evaluate, gus_scores, gus_summary, loss_mia, per_sample_losses
+from .metrics import evaluate, gus_summary, loss_mia, per_sample_losses
+from .metrics.gus import gus_score_sets
 from .models import build_model
 from .train import train
 
@@ -145,8 +146,8 @@ class Scenario:
         need = torch.cat([rows[p] for p in parts]).unique() if parts else torch.zeros(0, dtype=torch.long)
         y = ps.train.y[ps.poison_idx].cpu()
         x_need = ps.clean_x[need]
-        s_need = gus_scores(model, x_need, y[need], ps.noise[need], ps.eps, self.cfg.score, ps.grad_scale)
-        c_need = gus_scores(model, x_need, y[need], self.control_noise[need], ps.eps, self.cfg.score, ps.grad_scale)
+        s_need, c_need = gus_score_sets(model, x_need, y[need], [ps.noise[need], self.control_noise[need]], ps.eps,
+                                        self.cfg.score, ps.grad_scale)
         s = torch.full((ps.k,), float("nan"), dtype=torch.float64)
         c = s.clone()
         s[need], c[need] = s_need, c_need

@@ -103,3 +103,23 @@ def test_report_builds_from_a_small_sweep(ray_local, prepared_tiny, tmp_path):
         assert f"({name}.png)" in text
     v = pd.read_csv(out / "verdict.csv")
     assert set(v.method) == {"none", "retrain", "gd", "cfk"}
+
+
+def test_report_seeds_reruns_the_best_configurations(ray_local, prepared_tiny, tmp_path):
+    from raysweep.artifacts import LocalStore
+    from raysweep.config import load_scenario
+    from raysweep.report.build import build_report
+    from raysweep.scenario import Scenario
+    from raysweep.sweep.search import SweepConfig, run_sweep
+
+    root, _ = prepared_tiny
+    scen = Scenario.load(LocalStore(root), load_scenario("tiny"))
+    cfg = SweepConfig(methods=["cfk"], trials=2, budget=0.1, checkpoint_every=0.5, name="seeds",
+                      storage_path=str(tmp_path))
+    sweep, _ = run_sweep(scen, cfg, str(root))
+    md = build_report(sweep, tmp_path / "r", seeds=1, log=lambda m: None)
+    seeds = pd.read_csv(md.parent / "seeds.csv")
+    assert set(seeds.method) == {"none", "retrain", "cfk"} and set(seeds.seed) == {1}
+    assert seeds.holdout_z.notna().all()
+    assert "fresh seeds" in md.read_text()
+    assert load_scenario("tiny", ["seed=1"]).hash() in {p.name for p in (root / "scenarios").iterdir()}

@@ -16,7 +16,7 @@ import torch
 
 from ..errors import ArtifactError, RaysweepError
 from . import DATASETS
-from .base import Dataset, normalise_uint8_hwc, split_val
+from .base import Dataset, Split, normalise_uint8_hwc, split_val
 
 BUNDLED = Path(__file__).parent / "bundled" / "cifar10_subset.npz"
 BUNDLED_SHA256 = "5d3e5d2f9ac5886a28b57c0d7d36485591877870c8c638e932fcf4820ed53422"
@@ -49,8 +49,6 @@ def _build(name, xtr, ytr, xte, yte, val_size, seed) -> Dataset:
     x_test, _, _ = normalise_uint8_hwc(xte, mean, std)
     y_train = torch.as_tensor(np.asarray(ytr), dtype=torch.long)
     y_test = torch.as_tensor(np.asarray(yte), dtype=torch.long)
-    from .base import Split
-
     val, test = split_val(x_test, y_test, val_size, seed)
     return Dataset(name, Split(x_train, y_train), val, test, list(CLASSES), "image", mean, std)
 

@@ -64,6 +64,13 @@ def gus_scores(model, clean_x: torch.Tensor, y: torch.Tensor, noise: torch.Tenso
     direction u = g/||g|| + mirror(g')/||g'||, g' the gradient at the mirrored image, then
     I = <xi, u>/(eps ||u||); u does not depend on xi, so the null stays exactly N(0, 1).
     """
+    return gus_score_sets(model, clean_x, y, [noise], eps, score, grad_scale, batch_size)[0]
+
+
+def gus_score_sets(model, clean_x: torch.Tensor, y: torch.Tensor, noises: list[torch.Tensor], eps: float,
+                   score: str = "identity", grad_scale: torch.Tensor | None = None,
+                   batch_size: int = 500) -> list[torch.Tensor]:
+    """Scores of several noise sets (e.g. the poisons' own and a fresh control) from one gradient pass."""
     g = input_gradients(model, clean_x, y, batch_size, grad_scale=grad_scale)
     if score == "flip":
         gf = input_gradients(model, clean_x, y, batch_size, flip=True, grad_scale=grad_scale)
@@ -71,7 +78,7 @@ def gus_scores(model, clean_x: torch.Tensor, y: torch.Tensor, noise: torch.Tenso
         g = unit(g.double()) + unit(gf.double())
     elif score != "identity":
         raise ValueError(f"score={score!r}: identity or flip")
-    return scores_from_gradients(g, noise, eps)
+    return [scores_from_gradients(g, noise, eps) for noise in noises]
 
 
 def norm_sf(z: float) -> float:

@@ -163,6 +163,12 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
               f"{', '.join(failed_poison) or 'none'}. Accuracy below the tolerance: {', '.join(failed_acc) or 'none'}."
               f" Not rejecting is absence of evidence at this sample size, not proof of removal."),
     ]
+    none_p = refs.loc["none", "holdout_p"] if "none" in refs.index else None
+    if _isnan(none_p) or float(none_p) > alpha:
+        blocks.append(("p", f"Caution: θ_initial itself shows no significant poison signal on the held-out half "
+                            f"(p = {fmt_p(none_p)} > α = {alpha:g}), so 'removes the poison' is uninformative here: "
+                            "there was nothing detectable to remove. Use a scenario where θ_initial shows the "
+                            "poison (more poisons, more epochs)."))
     if seeds:
         sr = seed_rows(meta, verdict, trials, seeds, say)
         sr.to_csv(out / "seeds.csv", index=False)
@@ -180,6 +186,10 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
     atomic_write_text(out / "report.html", to_html(blocks, f"raysweep report: {meta['name']}"))
     say(f"[report] written to {out / 'report.md'} and report.html")
     return out / "report.md"
+
+
+def fmt_p(v) -> str:
+    return "–" if _isnan(v) else f"{float(v):.3g}"
 
 
 def fmt_acc(refs: pd.DataFrame, name: str) -> str:

@@ -157,7 +157,8 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store_root: str, resume: bool = 
             "config": {k: v for k, v in asdict(cfg).items() if k != "fault"}, "floor": floor,
             "references": {"none": scen.manifest["metrics"]["initial"], "retrain": retrain},
             "train_compute": scen.train_compute, "k": scen.poisoned.k,
-            "spaces": {m: {"params": s.params, "fixed": s.fixed, "warm_start": s.warm_start, "source": s.source}
+            "spaces": {m: {"params": {n: {k: a} for n, (k, a) in s.params.items()}, "fixed": s.fixed,
+                           "warm_start": s.warm_start, "source": s.source}
                        for m, s in spaces.items()},
             "versions": versions(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if not resume:
