@@ -88,11 +88,11 @@ def seed_rows(meta: dict, verdict: pd.DataFrame, trials: pd.DataFrame, n: int, l
         scen = Scenario.load(store, cfg)
         for m in verdict[verdict.status == "tuned"].method:
             r = best.loc[m]
-            hp = {k[3:]: v for k, v in r.items() if k.startswith("hp_") and not _isnan(v)}
-            hp = {k: (int(v) if float(v).is_integer() and k in ("k", "batch_size", "max_rounds", "min_steps")
-                      else v) for k, v in hp.items()}
-            budget = float(meta["config"]["budget"]) * float(r.get("cap_share", 1.0) if not _isnan(
-                r.get("cap_share")) else 1.0)
+            # the method's own Hyper validates and converts (3.0 -> 3 for integer fields)
+            hp = {k[3:]: (v.item() if hasattr(v, "item") else v) for k, v in r.items()
+                  if k.startswith("hp_") and not _isnan(v)}
+            share = r.get("cap_share")
+            budget = float(meta["config"]["budget"]) * (1.0 if _isnan(share) else float(share))
             res = unlearn_scenario(scen, m, budget, hp, meta["config"]["seed"])
             rows.append({"seed": cfg.seed, "method": m, **public(scen.evaluate(res.model)),
                          "budget_spent": res.budget_spent, "diverged": res.diverged})
