@@ -11,14 +11,14 @@ import platform
 import shutil
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 import torch
 
 from . import __version__
 from .artifacts import LocalStore, Store, load_tensors, read_manifest, save_tensors, write_manifest
-from .attacks import PoisonedSet, make_attack
+from .attacks import Attack, BuildEnv, PoisonedSet, make_attack
 from .config import ScenarioConfig, scenario_from_dict, to_dict
 from .data import Dataset, load_dataset
 from .errors import ArtifactError, ConfigError
@@ -69,6 +69,8 @@ class Scenario:
     holdout_rows: torch.Tensor         # the other half, for the verdict
     device: torch.device
     weights: dict                      # "initial" / "retrain" -> state dict
+    attack: Attack | None = None       # the scenario's attack (its own metrics in `evaluate`)
+    tensors: dict = field(default_factory=dict)   # the artifact's files as loaded (for the object store)
 
     @property
     def hash(self) -> str:
@@ -102,7 +104,7 @@ class Scenario:
 
     def bundle(self) -> dict:
         """The artifact as plain data (manifest + tensors) for the Ray object store."""
-        return {"manifest": self.manifest, "tensors": self._tensors}
+        return {"manifest": self.manifest, "tensors": self.tensors}
 
     @classmethod
     def from_bundle(cls, bundle: dict, device="cpu", data_dir: str | None = None) -> "Scenario":
@@ -118,11 +120,9 @@ class Scenario:
         ps = attack.apply(data, stored)
         data = _to(data, device)
         ps.train = ps.train.to(device)
-        scen = cls(cfg, manifest, data, ps, poison["_control_noise"], poison["_tune_rows"],
-                   poison["_holdout_rows"], device,
-                   {"initial": tensors["initial.safetensors"], "retrain": tensors["retrain.safetensors"]})
-        scen._tensors = tensors
-        return scen
+        return cls(cfg, manifest, data, ps, poison["_control_noise"], poison["_tune_rows"], poison["_holdout_rows"],
+                   device, {"initial": tensors["initial.safetensors"], "retrain": tensors["retrain.safetensors"]},
+                   attack, tensors)
 
     # ---- evaluation ----------------------------------------------------------------------------
     def evaluate(self, model, parts: tuple[str, ...] = ("all", "tune", "holdout"), full: bool = True) -> dict:
@@ -134,6 +134,8 @@ class Scenario:
         """
         out = {"val_acc": evaluate(model, self.data.val)["acc"]}
         ps = self.poisoned
+        if self.attack is not None:
+            out.update(self.attack.evaluate(model, self.data, ps))
         if full:
             out["test_acc"] = evaluate(model, self.data.test)["acc"]
             f_loss, f_correct = per_sample_losses(model, ps.forget())
@@ -184,7 +186,13 @@ def prepare(cfg: ScenarioConfig, store: Store | str, device: torch.device | str 
     attack = make_attack(cfg.attack, cfg.attack_params)
     attack.check_data(data)
     say(f"poisoning {cfg.dataset} with {cfg.attack} {attack.params}")
-    stored = attack.build(data, derive_seed(cfg.seed, "poison"))
+    env = BuildEnv(
+        new_model=lambda: build_model(cfg.model, data.num_classes, data.input_shape, derive_seed(cfg.seed, "surrogate"),
+                                      **cfg.model_params).to(device),
+        train=lambda m, split: train(m, split.to(device), cfg.train, derive_seed(cfg.seed, "surrogate_order"),
+                                     label="surrogate", progress=say),
+        device=device, log=say)
+    stored = attack.build(data, derive_seed(cfg.seed, "poison"), env)
     ps = attack.apply(data, stored)
     g = torch.Generator().manual_seed(derive_seed(cfg.seed, "control"))
     control = torch.randn(ps.noise.shape, generator=g) * ps.eps if ps.noise is not None else torch.zeros(0)

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+from raysweep.artifacts import sha256_file
 from raysweep.data import DATASETS, load_dataset
-from raysweep.data.cifar10 import BUNDLED_SHA256, sha256_file
+from raysweep.data.cifar10 import BUNDLED_SHA256
 from raysweep.errors import ArtifactError, ConfigError
 from raysweep.models import build_model
 from tests.conftest import SHARED_DATA

@@ -7,6 +7,7 @@ training set S_corr cheaply, so every later trial rebuilds the same poisoned set
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -48,11 +49,22 @@ class PoisonedSet:
         return self.train.subset(self.retain_idx())
 
 
+@dataclass
+class BuildEnv:
+    """What an attack's `build` may use: fresh models of the scenario's architecture and the
+    scenario's trainer (surrogates, clean reference models), on the scenario's device."""
+
+    new_model: Callable[[], torch.nn.Module]
+    train: Callable[[torch.nn.Module, Split], None]
+    device: torch.device = torch.device("cpu")
+    log: Callable[[str], None] = print
+
+
 class Attack:
     """Subclass per attack and register it in ATTACKS. `params` were validated by `check`."""
 
     name: str = ""
-    # the attack's own success metric and the direction that means "the poison is gone"
+    # the attack's own success metric (a key of `evaluate`'s output); lower means less poison effect
     metric: str = "gus_z"
 
     def __init__(self, **params):
@@ -66,8 +78,12 @@ class Attack:
     def check_data(self, data: Dataset) -> None:
         """Validate the parameters against the dataset (e.g. k <= n) before any work starts."""
 
-    def build(self, data: Dataset, seed: int) -> dict[str, torch.Tensor]:
+    def build(self, data: Dataset, seed: int, env: BuildEnv | None = None) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def evaluate(self, model: torch.nn.Module, data: Dataset, poisoned: PoisonedSet) -> dict:
+        """The attack's own metrics of `model` (e.g. target success); {} when GUS says it all."""
+        return {}
 
     def apply(self, data: Dataset, stored: dict[str, torch.Tensor]) -> PoisonedSet:
         raise NotImplementedError

@@ -59,7 +59,7 @@ class GaussianPoison(Attack):
     def check_data(self, data: Dataset) -> None:
         self.count(len(data.train))
 
-    def build(self, data: Dataset, seed: int) -> dict[str, torch.Tensor]:
+    def build(self, data: Dataset, seed: int, env=None) -> dict[str, torch.Tensor]:
         n = len(data.train)
         k = self.count(n)
         g = torch.Generator().manual_seed(seed)

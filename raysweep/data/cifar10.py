@@ -7,13 +7,13 @@ Multiple Layers of Features from Tiny Images", 2009.
 """
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..artifacts import sha256_file
 from ..errors import ArtifactError, RaysweepError
 from . import DATASETS
 from .base import Dataset, Split, normalise_uint8_hwc, split_val
@@ -21,14 +21,6 @@ from .base import Dataset, Split, normalise_uint8_hwc, split_val
 BUNDLED = Path(__file__).parent / "bundled" / "cifar10_subset.npz"
 BUNDLED_SHA256 = "5d3e5d2f9ac5886a28b57c0d7d36485591877870c8c638e932fcf4820ed53422"
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @lru_cache(maxsize=2)

@@ -21,10 +21,9 @@ from ..artifacts import atomic_write_text
 from ..errors import ConfigError, RaysweepError
 from ..scenario import Scenario, versions
 from ..unlearn import METHODS
+from . import RAY_ENV
 from .spaces import load_space
 from .trainable import TrialSpec, unlearn_trial
-
-RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 @dataclass
@@ -141,6 +140,9 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store_root: str, resume: bool = 
     from ray.tune.search.optuna import OptunaSearch
 
     cfg.check()
+    if scen.poisoned.noise is None:
+        raise ConfigError("attack", scen.cfg.attack, "gaussian: the sweep's objective and verdict use GUS; "
+                          f"{scen.cfg.attack}'s own metric ({scen.attack.metric}) is not wired into sweeps yet")
     spaces = {m: load_space(m, cfg.spaces_dir) for m in cfg.methods}  # validated before anything runs
     root = sweep_dir(cfg)
     meta_path = root / "sweep.json"

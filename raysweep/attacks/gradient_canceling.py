@@ -1,0 +1,144 @@
+"""Indiscriminate poisoning by Gradient Canceling (Lu, Kamath & Yu 2023).
+
+1. Train a clean model θ on the clean set, then corrupt its classifier head (the last layer group)
+   by gradient ascent on the training loss until its training accuracy falls to `target_acc`
+   (or `corrupt_steps` run out): the low-accuracy target parameter θ_p.
+2. Optimise n_p = fraction × n poison inputs X_p (initialised from random clean training images,
+   labels kept, pixels clamped to [0, 1]) so that θ_p becomes a stationary point of the training
+   loss over clean + poison data, on the attacked parameters (the head):
+       minimise || n_c · G_clean(θ_p) + Σ_p ∇_head L(θ_p; x_p, y_p) ||² / (n_c + n_p)²
+   where G_clean is the mean clean gradient at θ_p (fixed).
+The poisons are appended to the training set. Metric: test accuracy, whose drop versus θ_retrain
+is the attack's effect. Default poison fraction eps_d = 3 %.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..data.base import Dataset, Split
+from ..errors import ConfigError
+from ..metrics import evaluate
+from . import ATTACKS
+from .base import Attack, BuildEnv, PoisonedSet
+from .pixels import to_normalised, to_pixels
+
+
+def head_params(model) -> list[torch.nn.Parameter]:
+    return list(model.layer_groups()[-1].parameters())
+
+
+def corrupt_head(model, data: Split, target_acc: float, steps: int, lr: float, batch: int,
+                 gen: torch.Generator) -> float:
+    """Gradient ascent on the head only; returns the training accuracy reached."""
+    model.eval()
+    params = head_params(model)
+    opt = torch.optim.SGD(params, lr=lr)
+    acc = evaluate(model, data)["acc"]
+    for step in range(steps):
+        if acc <= target_acc:
+            break
+        idx = torch.randint(len(data), (batch,), generator=gen).to(data.y.device)
+        x, y, _ = data.batch(idx)
+        loss = -F.cross_entropy(model(model.prepare_input(x)), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 10 == 9:
+            acc = evaluate(model, data)["acc"]
+    return evaluate(model, data)["acc"]
+
+
+def mean_head_gradient(model, data: Split, batch: int = 1000) -> list[torch.Tensor]:
+    params = head_params(model)
+    acc = [torch.zeros_like(p) for p in params]
+    for start in range(0, len(data), batch):
+        idx = torch.arange(start, min(len(data), start + batch), device=data.y.device)
+        x, y, _ = data.batch(idx)
+        loss = F.cross_entropy(model(model.prepare_input(x)), y, reduction="sum")
+        for a, g in zip(acc, torch.autograd.grad(loss, params)):
+            a += g
+    return [a / len(data) for a in acc]
+
+
+def cancel(model, x_pix: torch.Tensor, y: torch.Tensor, g_clean: list[torch.Tensor], n_clean: int,
+           mean: torch.Tensor, std: torch.Tensor, steps: int, lr: float) -> tuple[torch.Tensor, list[float]]:
+    """Optimise poison pixels [n_p, C, H, W] in [0, 1]; returns (pixels, objective per step)."""
+    model.eval()
+    params = head_params(model)
+    x = x_pix.clone().requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=lr)
+    n_p, trace = len(x), []
+    for _ in range(steps):
+        loss_p = F.cross_entropy(model(model.prepare_input(to_normalised(x, mean, std))), y, reduction="sum")
+        g_p = torch.autograd.grad(loss_p, params, create_graph=True)
+        total = sum(((n_clean * gc + gp) ** 2).sum() for gc, gp in zip(g_clean, g_p)) / (n_clean + n_p) ** 2
+        opt.zero_grad(set_to_none=True)
+        (gx,) = torch.autograd.grad(total, x)
+        x.grad = gx
+        opt.step()
+        with torch.no_grad():
+            x.clamp_(0, 1)
+        trace.append(float(total.detach()))
+    return x.detach(), trace
+
+
+@ATTACKS.register("gradient_canceling")
+class GradientCanceling(Attack):
+    name = "gradient_canceling"
+    metric = "test_acc"
+
+    @classmethod
+    def check(cls, params: dict) -> dict:
+        allowed = {"fraction", "steps", "lr", "target_acc", "corrupt_steps", "corrupt_lr"}
+        for key in params:
+            if key not in allowed:
+                raise ConfigError(f"attack.{key}", params[key],
+                                  f"gradient_canceling takes {', '.join(sorted(allowed))}")
+        p = {"fraction": 0.03, "steps": 200, "lr": 0.01, "target_acc": 0.2, "corrupt_steps": 500,
+             "corrupt_lr": 0.05, **params}
+        if not 0 < float(p["fraction"]) < 1:
+            raise ConfigError("attack.fraction", p["fraction"], "the poison fraction eps_d in (0, 1)")
+        for key in ("steps", "corrupt_steps"):
+            if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < 1:
+                raise ConfigError(f"attack.{key}", p[key], "a positive integer")
+        for key in ("lr", "corrupt_lr"):
+            if not p[key] > 0:
+                raise ConfigError(f"attack.{key}", p[key], "a step size > 0")
+        if not 0 <= float(p["target_acc"]) < 1:
+            raise ConfigError("attack.target_acc", p["target_acc"], "an accuracy in [0, 1)")
+        return p
+
+    def check_data(self, data: Dataset) -> None:
+        if data.kind != "image" or data.std is None:
+            raise ConfigError("attack.name", self.name, "an image dataset (pixel range [0, 1])")
+
+    def build(self, data: Dataset, seed: int, env: BuildEnv | None = None) -> dict[str, torch.Tensor]:
+        if env is None:
+            raise ConfigError("attack.name", self.name, "a scenario build (it trains a clean model)")
+        self.check_data(data)
+        p, dev = self.params, env.device
+        g = torch.Generator().manual_seed(seed)
+        n_p = max(1, round(p["fraction"] * len(data.train)))
+        src = torch.randperm(len(data.train), generator=g)[:n_p].sort().values
+        env.log(f"gradient canceling: training the clean model; then {n_p} poisons")
+        model = env.new_model()
+        clean = data.train.to(dev)
+        env.train(model, clean)
+        acc = corrupt_head(model, clean, p["target_acc"], p["corrupt_steps"], p["corrupt_lr"], 256, g)
+        env.log(f"gradient canceling: corrupted head reaches training accuracy {acc:.3f}")
+        g_clean = [t.detach() for t in mean_head_gradient(model, clean)]
+        x_pix = to_pixels(data.train.x[src], data.mean, data.std).to(dev)
+        x_p, trace = cancel(model, x_pix, data.train.y[src].to(dev), g_clean, len(clean), data.mean.to(dev),
+                            data.std.to(dev), p["steps"], p["lr"])
+        env.log(f"gradient canceling: objective {trace[0]:.3g} -> {trace[-1]:.3g} over {len(trace)} steps")
+        return {"poison_pixels": x_p.cpu(), "poison_y": data.train.y[src].cpu(), "source_idx": src,
+                "objective_trace": torch.tensor(trace), "target_head_acc": torch.tensor([acc])}
+
+    def apply(self, data: Dataset, stored: dict[str, torch.Tensor]) -> PoisonedSet:
+        xp = to_normalised(stored["poison_pixels"], data.mean, data.std)
+        n = len(data.train)
+        train = Split(torch.cat([data.train.x, xp.to(data.train.x.device)]),
+                      torch.cat([data.train.y, stored["poison_y"].to(data.train.y.device)]))
+        return PoisonedSet(train, torch.arange(n, n + len(xp)), None, None, None, None,
+                           {"source_idx": stored["source_idx"]})
