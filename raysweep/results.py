@@ -1,14 +1,15 @@
-"""Export a sweep as two tidy tables, read from the sweep directory alone (no Ray needed).
+"""Export a sweep as three tidy tables, read from the sweep directory alone (no Ray needed).
 
 trials:  one row per trial, plus the two reference rows `none` (θ_initial) and `retrain`
-         (θ_retrain): sweep, scenario, method, trial_id, status (finished | stopped | errored |
-         reference), error, hp_<name> (every hyperparameter, flattened), budget, cap_share,
-         budget_spent, the tuning metrics (val_acc, tune_gus, tune_z, tune_p, abs_tune_gus,
-         objective), the verdict metrics (holdout_gus, holdout_z, holdout_p, holdout_tpr_two,
-         holdout_auc, test_acc, mia_tpr, mia_auc, gus, z, forget_acc), diverged, wall_s, seed,
-         reports, node_id, is_best (lowest objective of the method's finished trials), pareto
-         (non-dominated in (|GUS_tune| min, val_acc max) among the method's finished trials),
-         versions (raysweep, torch, ray, optuna).
+         (θ_retrain): sweep, scenario, method, trial_id, order, status (finished | stopped |
+         errored | reference), error, hp_<name> (every hyperparameter, flattened), budget,
+         cap_share, budget_spent; the tuning metrics: val_acc, tune_gus, tune_z, tune_p,
+         abs_tune_gus, effect (the attack's poison effect the search minimised: |GUS_tune| for
+         Gaussian poisons), objective; the verdict metrics: holdout_gus, holdout_z, holdout_p,
+         holdout_tpr_two, holdout_auc, test_acc, mia_tpr, mia_auc, gus, z, forget_acc; diverged,
+         wall_s, seed, reports, node_id, is_best (lowest objective of the method's finished
+         trials), pareto (non-dominated in (effect min, val_acc max) among the method's finished
+         trials), versions (raysweep, torch, ray, optuna).
 history: one row per report: sweep, method, trial_id, report, step, budget_spent, val_acc, tune_gus,
          tune_z, objective, final, time_total_s.
 scores:  one row per (model, poison): sweep, method, trial_id, poison (row among the k poisons),
@@ -26,7 +27,7 @@ import pandas as pd
 from .artifacts import atomic_write_text
 from .errors import RaysweepError
 
-TRIAL_METRICS = ["budget_spent", "val_acc", "tune_gus", "tune_z", "tune_p", "abs_tune_gus", "objective",
+TRIAL_METRICS = ["budget_spent", "val_acc", "tune_gus", "tune_z", "tune_p", "abs_tune_gus", "effect", "objective",
                  "holdout_gus", "holdout_z", "holdout_p", "holdout_tpr_two", "holdout_tpr_low", "holdout_auc",
                  "test_acc", "mia_tpr", "mia_auc", "gus", "z", "p", "tpr_two", "auc", "forget_acc", "forget_loss",
                  "diverged", "steps"]
@@ -65,7 +66,7 @@ def _versions() -> dict:
     return out
 
 
-def pareto_mask(df: pd.DataFrame, minimise: str = "abs_tune_gus", maximise: str = "val_acc") -> pd.Series:
+def pareto_mask(df: pd.DataFrame, minimise: str = "effect", maximise: str = "val_acc") -> pd.Series:
     """True where no other row is at least as good on both and better on one."""
     a, b = df[minimise].to_numpy(float), df[maximise].to_numpy(float)
     keep = []
@@ -134,13 +135,16 @@ def load_tables(sweep: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
                        "status": "reference", "budget": cfg["budget"], "budget_spent": 0.0 if ref == "none" else None,
                        **{k: m.get(k) for k in TRIAL_METRICS if k in m},
                        "abs_tune_gus": abs(m["tune_gus"]) if m.get("tune_gus") is not None else None,
+                       "effect": abs(m["tune_gus"]) if m.get("tune_gus") is not None else None,
                        "diverged": False, "seed": cfg["seed"], **vers})
     df = pd.DataFrame(trials)
+    if "effect" in df:  # sweeps written before `effect` was reported: it was |GUS_tune|
+        df["effect"] = df["effect"].fillna(df["abs_tune_gus"])
     df["is_best"] = False
     df["pareto"] = False
     for _, g in df[df.status == "finished"].groupby("method"):
         df.loc[g["objective"].astype(float).idxmin(), "is_best"] = True
-        df.loc[g.index, "pareto"] = pareto_mask(g.astype({"abs_tune_gus": float, "val_acc": float}))
+        df.loc[g.index, "pareto"] = pareto_mask(g.astype({"effect": float, "val_acc": float}))
     hist = pd.DataFrame(history, columns=HISTORY_COLUMNS)
     return df, hist, pd.DataFrame(scores, columns=SCORE_COLUMNS)
 

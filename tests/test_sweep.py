@@ -39,8 +39,8 @@ def test_two_methods_three_trials_complete_and_export(ray_local, scen, prepared_
     assert set(trials[trials.status == "reference"].method) == {"none", "retrain"}
     documented = json.loads((sweep / "columns.json").read_text())
     for col in ("scenario", "method", "trial_id", "status", "hp_lr", "hp_alpha", "budget", "budget_spent",
-                "val_acc", "tune_gus", "tune_z", "objective", "holdout_gus", "holdout_z", "test_acc", "mia_tpr",
-                "wall_s", "seed", "version_torch", "version_ray", "is_best", "pareto"):
+                "val_acc", "tune_gus", "tune_z", "effect", "objective", "holdout_gus", "holdout_z", "test_acc",
+                "mia_tpr", "wall_s", "seed", "version_torch", "version_ray", "is_best", "pareto"):
         assert col in trials.columns and col in documented["trials"]
     assert list(hist.columns) == HISTORY_COLUMNS
     assert set(hist.trial_id) == set(runs.trial_id)
@@ -109,7 +109,8 @@ def test_multi_objective_marks_a_pareto_set(ray_local, scen, prepared_tiny, tmp_
     assert len(gd) == 4 and gd.pareto.sum() >= 1
     front = gd[gd.pareto]
     for _, r in gd[~gd.pareto].iterrows():  # each point off the front is dominated by one on it
-        assert ((front.abs_tune_gus <= r.abs_tune_gus) & (front.val_acc >= r.val_acc)).any()
+        assert ((front.effect <= r.effect) & (front.val_acc >= r.val_acc)).any()
+    assert (gd.effect == gd.abs_tune_gus).all()  # for Gaussian poisons the effect is |GUS_tune|
 
 
 def test_a_bad_search_space_fails_before_any_trial(tmp_path):

@@ -81,6 +81,13 @@ class Attack:
     def build(self, data: Dataset, seed: int, env: BuildEnv | None = None) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def effect(self, metrics: dict, references: dict) -> float:
+        """The poison effect left in a model, >= 0, lower is better: what the sweep minimises (under
+        its accuracy constraint). `metrics`: a checkpoint evaluation (val accuracy, the tuning half's
+        GUS figures, this attack's own metrics); `references`: θ_initial's and θ_retrain's metrics
+        ("none", "retrain"). Default: |GUS| on the tuning half of the poisons."""
+        return abs(metrics["tune_gus"])
+
     def evaluate(self, model: torch.nn.Module, data: Dataset, poisoned: PoisonedSet) -> dict:
         """The attack's own metrics of `model` (e.g. target success); {} when GUS says it all."""
         return {}

@@ -158,6 +158,10 @@ class GradientMatching(Attack):
         return PoisonedSet(replace(data.train, x=x), idx, data.train.x[idx], None, None, None,
                            {"target_row": int(stored["target_row"][0]), "adv_class": int(stored["adv_class"][0])})
 
+    def effect(self, metrics: dict, references: dict) -> float:
+        """The model's probability of the adversarial class on the target (a smooth target success)."""
+        return float(metrics["target_adv_prob"])
+
     @torch.no_grad()
     def evaluate(self, model, data: Dataset, poisoned: PoisonedSet) -> dict:
         t, adv = poisoned.info["target_row"], poisoned.info["adv_class"]

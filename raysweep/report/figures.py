@@ -93,13 +93,13 @@ def accuracy_vs_gus(trials: pd.DataFrame, floor: float, out: Path) -> Path:
     refs = trials[trials.status == "reference"].set_index("method")
     for ax, m in zip(axes, methods):
         g = runs[runs.method == m]
-        ax.scatter(g.abs_tune_gus, g.val_acc, s=14, color="tab:gray", label="trials")
-        front = g[g.pareto.astype(bool)].sort_values("abs_tune_gus")
-        ax.plot(front.abs_tune_gus, front.val_acc, color="tab:blue", marker="o", ms=4, label="Pareto front")
+        ax.scatter(g.effect, g.val_acc, s=14, color="tab:gray", label="trials")
+        front = g[g.pareto.astype(bool)].sort_values("effect")
+        ax.plot(front.effect, front.val_acc, color="tab:blue", marker="o", ms=4, label="Pareto front")
         ax.axhline(floor, color="tab:orange", lw=0.8, label="accuracy floor")
         for ref, style in REF_STYLE.items():
             if ref in refs.index:
-                ax.scatter([abs(float(refs.loc[ref, "tune_gus"]))], [float(refs.loc[ref, "val_acc"])], marker="*",
+                ax.scatter([float(refs.loc[ref, "effect"])], [float(refs.loc[ref, "val_acc"])], marker="*",
                            s=60, color=style["color"], label=style["label"])
         ax.set_title(m, fontsize=9)
         ax.set_xlabel("|GUS| (tuning half)", fontsize=7)

@@ -230,7 +230,7 @@ def _unfinished(grid) -> bool:
 def _new_tuner(tune, ASHAScheduler, OptunaSearch, optuna, trainable, space, cfg, root, method):
     sampler_seed = (cfg.seed * 1000003 + sorted(METHODS.names()).index(method)) % (2**31)
     if cfg.multi_objective:
-        searcher = OptunaSearch(space=space.optuna(), metric=["abs_tune_gus", "val_acc"], mode=["min", "max"],
+        searcher = OptunaSearch(space=space.optuna(), metric=["effect", "val_acc"], mode=["min", "max"],
                                 sampler=optuna.samplers.TPESampler(seed=sampler_seed),
                                 points_to_evaluate=space.warm_start or None)
         scheduler, metric, mode = None, None, None

@@ -85,30 +85,37 @@ def unlearn_trial(config: dict, spec: TrialSpec) -> None:
     cap_step = spec.budget * scen.train_compute * spec.checkpoint_every  # sample-grads per ASHA step
     node = _node_id()
 
+    refs = {"none": scen.manifest["metrics"]["initial"], "retrain": scen.manifest["metrics"]["retrain"]}
+    gaussian = scen.poisoned.noise is not None
+    parts = ("tune",) if gaussian else ()
+
     def on_checkpoint(model, info):
         if info["cap_used"] >= 1 - 1e-9:
             return False  # the final report, with the verdict evidence, follows at once
-        m = scen.evaluate(model, parts=("tune",), full=False)
-        gus = abs(m["tune_gus"])
+        m = scen.evaluate(model, parts=parts, full=False)
+        eff = scen.attack.effect(m, refs)
+        extra = {"tune_gus": m["tune_gus"], "tune_z": m["tune_z"], "abs_tune_gus": eff} if gaussian else \
+            {k: m[k] for k in m if k.startswith("target_")}
         tune.report({"budget_spent": info["budget_spent"], "step": max(1, round(info["spent"] / cap_step)),
-                     "val_acc": m["val_acc"], "tune_gus": m["tune_gus"], "tune_z": m["tune_z"],
-                     "abs_tune_gus": gus, "objective": objective(gus, m["val_acc"], spec.floor),
+                     "val_acc": m["val_acc"], **extra, "effect": eff,
+                     "objective": objective(eff, m["val_acc"], spec.floor),
                      "diverged": False, "final": False, "node_id": node})
         return False
 
     res = unlearn_scenario(scen, spec.method, budget, params, spec.seed, on_checkpoint, spec.checkpoint_every)
-    full = scen.evaluate(res.model)
+    full = scen.evaluate(res.model, parts=("all", "tune", "holdout") if gaussian else ())
     final = public(full)
     if "_scores" in full:  # per-sample scores of the held-out half, for the report's histograms
         rows = scen.holdout_rows.long()
         final["holdout_scores"] = [round(float(v), 5) for v in full["_scores"][rows]]
         final["holdout_control_scores"] = [round(float(v), 5) for v in full["_control_scores"][rows]]
-    gus = abs(final["tune_gus"])
-    obj = objective(gus, final["val_acc"], spec.floor, res.diverged)
+    eff = scen.attack.effect(final, refs)
+    obj = objective(eff, final["val_acc"], spec.floor, res.diverged)
     final = {k: (v if not (isinstance(v, float) and math.isnan(v)) else None) for k, v in final.items()}
     tune.report({**final, "budget_spent": res.budget_spent,
                  "step": max(1, math.ceil(res.spent / cap_step - 1e-9)) if cap_step else 1,
-                 "abs_tune_gus": gus if not res.diverged else DIVERGED, "objective": obj,
+                 **({"abs_tune_gus": eff if not res.diverged else DIVERGED} if gaussian else {}),
+                 "effect": eff if not res.diverged else DIVERGED, "objective": obj,
                  "diverged": res.diverged, "final": True, "steps": res.steps, "unlearn_wall_s": res.wall_s,
                  "trial_wall_s": time.perf_counter() - t0, "node_id": node, "pid": os.getpid(),
                  "hparams": {**res.hparams, "cap_share": share}})
