@@ -11,7 +11,7 @@ trials:  one row per trial, plus the two reference rows `none` (θ_initial) and 
          trials), pareto (non-dominated in (effect min, val_acc max) among the method's finished
          trials), versions (raysweep, torch, ray, optuna).
 history: one row per report: sweep, method, trial_id, report, step, budget_spent, val_acc, tune_gus,
-         tune_z, objective, final, time_total_s.
+         tune_z, effect, objective, final, time_total_s.
 scores:  one row per (model, poison): sweep, method, trial_id, poison (row among the k poisons),
          part (tune | holdout), score (I_z of the poison's own noise), control (I_z of fresh noise),
          for θ_initial and θ_retrain (all k poisons) and each finished trial (its holdout half).
@@ -30,9 +30,9 @@ from .errors import RaysweepError
 TRIAL_METRICS = ["budget_spent", "val_acc", "tune_gus", "tune_z", "tune_p", "abs_tune_gus", "effect", "objective",
                  "holdout_gus", "holdout_z", "holdout_p", "holdout_tpr_two", "holdout_tpr_low", "holdout_auc",
                  "test_acc", "mia_tpr", "mia_auc", "gus", "z", "p", "tpr_two", "auc", "forget_acc", "forget_loss",
-                 "diverged", "steps"]
+                 "target_success", "target_adv_prob", "diverged", "steps"]
 HISTORY_COLUMNS = ["sweep", "method", "trial_id", "report", "step", "budget_spent", "val_acc", "tune_gus",
-                   "tune_z", "objective", "final", "time_total_s"]
+                   "tune_z", "effect", "objective", "final", "time_total_s"]
 
 
 def read_sweep_meta(sweep: str | Path) -> dict:
@@ -85,6 +85,18 @@ def load_results(sweep: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return trials, hist
 
 
+def _reference_effect(meta: dict, ref: str, m: dict) -> float | None:
+    """θ_initial's / θ_retrain's poison effect, as the sweep's attack defines it."""
+    from .attacks import ATTACKS
+
+    refs = meta["references"]
+    attack = ATTACKS.get(meta.get("attack", "gaussian"))
+    try:
+        return float(attack.effect(m, refs))
+    except (KeyError, TypeError):
+        return None
+
+
 def load_tables(sweep: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(trials, history, scores) DataFrames of a sweep directory."""
     sweep = Path(sweep).resolve()
@@ -135,7 +147,7 @@ def load_tables(sweep: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
                        "status": "reference", "budget": cfg["budget"], "budget_spent": 0.0 if ref == "none" else None,
                        **{k: m.get(k) for k in TRIAL_METRICS if k in m},
                        "abs_tune_gus": abs(m["tune_gus"]) if m.get("tune_gus") is not None else None,
-                       "effect": abs(m["tune_gus"]) if m.get("tune_gus") is not None else None,
+                       "effect": _reference_effect(meta, ref, m),
                        "diverged": False, "seed": cfg["seed"], **vers})
     df = pd.DataFrame(trials)
     if "effect" in df:  # sweeps written before `effect` was reported: it was |GUS_tune|

@@ -123,3 +123,35 @@ def test_report_seeds_reruns_the_best_configurations(ray_local, prepared_tiny, t
     assert seeds.holdout_z.notna().all()
     assert "fresh seeds" in md.read_text()
     assert load_scenario("tiny", ["seed=1"]).hash() in {p.name for p in (root / "scenarios").iterdir()}
+
+
+def test_exact_tests_match_hand_computed_values():
+    from raysweep.report.tests_exact import fisher_greater, proportion_less
+
+    # 5/5 hits vs 0/5: p = 1 / C(10, 5) = 1/252
+    assert fisher_greater(5, 5, 0, 5) == pytest.approx(1 / 252)
+    assert fisher_greater(0, 5, 5, 5) == pytest.approx(1.0)
+    assert fisher_greater(2, 4, 2, 4) > 0.5
+    assert proportion_less(0.5, 1000, 0.7, 1000) < 1e-10
+    assert proportion_less(0.7, 1000, 0.7, 1000) == pytest.approx(0.5)
+
+
+def test_gradient_matching_verdict_counts_target_hits_over_seeds():
+    t = table([("gd", 0.0, 0.70), ("ssd", 0.0, 0.70)])
+    seeds = pd.DataFrame([{"seed": s, "method": m, "target_success": hit}
+                          for s in range(1, 7) for m, hit in (("none", 1.0), ("retrain", 0.0), ("gd", 1.0),
+                                                               ("ssd", 1.0 if s == 1 else 0.0))])
+    v = verdict_table(t, attack="gradient_matching", seeds=seeds).set_index("method")
+    assert v.loc["gd", "verdict"] == "fails: poison remains"  # 6/6 hits vs 0/6: Fisher p = 1/924
+    assert v.loc["gd", "p"] == pytest.approx(1 / 924) and v.loc["gd", "n_targets"] == 6
+    assert v.loc["ssd", "verdict"] == "removes the poison"  # 1/6 vs 0/6 is no evidence
+    assert v.loc["none", "target_success"] == 1.0 and v.loc["retrain", "target_success"] == 0.0
+    alone = verdict_table(t, attack="gradient_matching").set_index("method")
+    assert alone.loc["gd", "verdict"].startswith("not judged: one target")
+
+
+def test_gradient_canceling_verdict_tests_accuracy_against_retrain():
+    t = table([("gd", 0.0, 0.69), ("ga", 0.0, 0.55)])
+    v = verdict_table(t, attack="gradient_canceling", n_test=1000).set_index("method")
+    assert v.loc["gd", "verdict"] == "removes the poison"
+    assert v.loc["ga", "verdict"] == "fails: poison remains and accuracy below retrain"

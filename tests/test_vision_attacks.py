@@ -122,3 +122,40 @@ def test_the_canceling_objective_decreases_and_is_deterministic(small, canceled)
     assert trace[-1] < trace[0]
     again = atk.build(small, seed=2, env=env())
     assert torch.equal(again["poison_pixels"], stored["poison_pixels"])
+
+
+@pytest.mark.parametrize("attack,params", [("gradient_matching", {"count": 20, "steps": 5, "restarts": 1}),
+                                           ("gradient_canceling", {"fraction": 0.02, "steps": 5,
+                                                                   "corrupt_steps": 20})])
+def test_vision_attacks_flow_through_prepare_sweep_export_and_report(ray_local, attack, params, tmp_path):
+    import pandas as pd
+
+    from raysweep.artifacts import LocalStore
+    from raysweep.config import load_scenario
+    from raysweep.report.build import build_report
+    from raysweep.results import export
+    from raysweep.scenario import Scenario, prepare
+    from raysweep.sweep.search import SweepConfig, run_sweep
+
+    cfg = load_scenario("tiny", [f"attack={attack}", f"attack_params={params}"])
+    manifest, _ = prepare(cfg, str(tmp_path), "cpu", log=lambda m: None)
+    if attack == "gradient_matching":
+        assert manifest["metrics"]["initial"]["target_success"] in (0.0, 1.0)
+    scen = Scenario.load(LocalStore(tmp_path), cfg)
+    sweep, complete = run_sweep(scen, SweepConfig(methods=["gd"], trials=2, budget=0.1, checkpoint_every=0.5,
+                                                  name="v", storage_path=str(tmp_path / "sweeps")), str(tmp_path))
+    assert complete
+    export(sweep)
+    trials = pd.read_parquet(sweep / "trials.parquet")
+    runs = trials[trials.method == "gd"]
+    assert runs.effect.notna().all() and (runs.effect >= 0).all()
+    if attack == "gradient_matching":
+        assert runs[runs.status == "finished"].target_success.notna().all()
+    md = build_report(sweep, log=lambda m: None)
+    verdict = pd.read_csv(md.parent / "verdict.csv").set_index("method")
+    if attack == "gradient_matching":
+        assert verdict.loc["gd", "verdict"].startswith("not judged: one target")
+    else:
+        assert verdict.loc["gd", "verdict"].startswith(("removes", "fails"))
+        assert 0 <= verdict.loc["gd", "p"] <= 1
+    assert (md.parent / "gus_vs_budget.png").stat().st_size > 5000

@@ -81,7 +81,8 @@ class Attack:
     def build(self, data: Dataset, seed: int, env: BuildEnv | None = None) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def effect(self, metrics: dict, references: dict) -> float:
+    @classmethod
+    def effect(cls, metrics: dict, references: dict) -> float:
         """The poison effect left in a model, >= 0, lower is better: what the sweep minimises (under
         its accuracy constraint). `metrics`: a checkpoint evaluation (val accuracy, the tuning half's
         GUS figures, this attack's own metrics); `references`: θ_initial's and θ_retrain's metrics

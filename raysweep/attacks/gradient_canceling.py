@@ -135,7 +135,8 @@ class GradientCanceling(Attack):
         return {"poison_pixels": x_p.cpu(), "poison_y": data.train.y[src].cpu(), "source_idx": src,
                 "objective_trace": torch.tensor(trace), "target_head_acc": torch.tensor([acc])}
 
-    def effect(self, metrics: dict, references: dict) -> float:
+    @classmethod
+    def effect(cls, metrics: dict, references: dict) -> float:
         """Validation accuracy still missing against θ_retrain (0 once recovered)."""
         return max(0.0, float(references["retrain"]["val_acc"]) - float(metrics["val_acc"]))
 

@@ -158,7 +158,8 @@ class GradientMatching(Attack):
         return PoisonedSet(replace(data.train, x=x), idx, data.train.x[idx], None, None, None,
                            {"target_row": int(stored["target_row"][0]), "adv_class": int(stored["adv_class"][0])})
 
-    def effect(self, metrics: dict, references: dict) -> float:
+    @classmethod
+    def effect(cls, metrics: dict, references: dict) -> float:
         """The model's probability of the adversarial class on the target (a smooth target success)."""
         return float(metrics["target_adv_prob"])
 

@@ -19,7 +19,7 @@ from ..errors import RaysweepError
 from ..results import load_tables
 from . import figures
 from .render import to_html, to_markdown
-from .verdict import detection_floor, verdict_table
+from .verdict import ATTACK_TESTS, detection_floor, verdict_table
 
 
 def read_tables(path: str | Path):
@@ -65,7 +65,7 @@ def importances(meta: dict, trials: pd.DataFrame) -> dict[str, dict[str, float]]
     return out
 
 
-def seed_rows(meta: dict, verdict: pd.DataFrame, trials: pd.DataFrame, n: int, log) -> pd.DataFrame:
+def seed_rows(meta: dict, trials: pd.DataFrame, n: int, log) -> pd.DataFrame:
     """Re-run each method's best configuration on n fresh seeds (new poison draws and base models,
     prepared once each), next to θ_initial and θ_retrain of those seeds."""
     from dataclasses import replace
@@ -86,7 +86,7 @@ def seed_rows(meta: dict, verdict: pd.DataFrame, trials: pd.DataFrame, n: int, l
         for ref, which in (("none", "initial"), ("retrain", "retrain")):
             rows.append({"seed": cfg.seed, "method": ref, **manifest["metrics"][which]})
         scen = Scenario.load(store, cfg)
-        for m in verdict[verdict.status == "tuned"].method:
+        for m in best.index:
             r = best.loc[m]
             # the method's own Hyper validates and converts (3.0 -> 3 for integer fields)
             hp = {k[3:]: (v.item() if hasattr(v, "item") else v) for k, v in r.items()
@@ -103,10 +103,17 @@ def _isnan(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
+SHOW = {
+    "gaussian": ["method", "config", "holdout_gus", "holdout_z", "holdout_p", "holdout_tpr_two", "test_acc", "mia_tpr",
+                 "budget_spent", "holm_level", "verdict"],
+    "gradient_matching": ["method", "config", "target_success", "n_targets", "p", "test_acc", "budget_spent",
+                          "holm_level", "verdict"],
+    "gradient_canceling": ["method", "config", "test_acc", "p", "budget_spent", "holm_level", "verdict"],
+}
 VERDICT_SHOW = {"method": "method", "config": "best configuration (chosen on the tuning half)",
                 "holdout_gus": "GUS", "holdout_z": "z", "holdout_p": "p (two-sided)", "holdout_tpr_two": "TPR@1%",
                 "test_acc": "test acc", "mia_tpr": "MIA TPR@1%", "budget_spent": "budget", "holm_level": "Holm level",
-                "verdict": "verdict"}
+                "target_success": "target hit rate", "n_targets": "targets", "p": "p", "verdict": "verdict"}
 
 
 def build_report(path: str | Path, out: str | Path | None = None, alpha: float = 0.05,
@@ -116,8 +123,13 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
     out = Path(out or Path(path) / "report").resolve()
     out.mkdir(parents=True, exist_ok=True)
     cfg = meta["config"]
+    attack = meta.get("attack", "gaussian")
     tol = cfg.get("tolerance", 0.02) if tolerance is None else tolerance
-    verdict = verdict_table(trials, alpha, tol)
+    sr = None
+    if seeds:
+        sr = seed_rows(meta, trials, seeds, say)
+        sr.to_csv(out / "seeds.csv", index=False)
+    verdict = verdict_table(trials, alpha, tol, attack, meta.get("n_test"), sr)
     verdict.to_csv(out / "verdict.csv", index=False)
     tuned = verdict[verdict.status == "tuned"]
     m = len(tuned)
@@ -144,36 +156,28 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
     refs = verdict.set_index("method")
     blocks = [
         ("h", 1, f"raysweep report: {meta['name']}"),
-        ("p", f"Scenario {meta.get('scenario_name') or ''} ({meta['scenario']}): {meta.get('k')} Gaussian poisons, "
+        ("p", f"Scenario {meta.get('scenario_name') or ''} ({meta['scenario']}): attack {attack}, {meta.get('k')} "
+              f"poisons, "
               f"budget cap {cfg['budget']:g} of θ_initial's training compute ({meta.get('train_compute')} "
               f"sample-gradients), {cfg['trials']} trials per method, seed {cfg['seed']}. Sweep created "
               f"{meta.get('created')}; raysweep {meta['versions'].get('raysweep')}, torch "
               f"{meta['versions'].get('torch')}."),
         ("h", 2, "Verdict"),
-        ("p", f"Each method's configuration was chosen on the tuning half of the poisons and the validation split, "
-              f"then judged on the other {k_half} poisons and the test set. Poison removed: the two-sided z-test "
-              f"of holdout GUS = 0 (exact N(0, 1) null) does not reject at family-wise level α = {alpha:g}, "
-              f"Holm-corrected over {m} methods (the strictest step is α/{m} = {strict:.4g}, which rejects "
-              f"|GUS| ≥ {detection_floor(k_half, strict):.3f}; the loosest, α = {alpha:g}, rejects |GUS| ≥ "
-              f"{detection_floor(k_half, alpha):.3f}). Accuracy kept: test accuracy ≥ θ_retrain's "
-              f"({fmt_acc(refs, 'retrain')}) − {tol:g}."),
-        ("table", verdict[list(VERDICT_SHOW)].rename(columns=VERDICT_SHOW)),
+        *(_gaussian_text(k_half, m, alpha, strict, tol, refs) if attack == "gaussian" else
+          [("p", f"Each method's configuration was chosen on the search's evidence (validation split, the "
+                 f"attack's effect: {meta.get('attack_metric')}) and judged by the {ATTACK_TESTS[attack]}, "
+                 f"Holm-corrected over {m} methods at family-wise α = {alpha:g}. Accuracy kept: test accuracy ≥ "
+                 f"θ_retrain's ({fmt_acc(refs, 'retrain')}) − {tol:g}.")]),
+        ("table", verdict[[c for c in SHOW[attack]]].rename(columns=VERDICT_SHOW)),
         ("p", f"Measured: {len(removed)} of {m} tuned methods remove the poison by both criteria"
-              f"{(': ' + ', '.join(removed)) if removed else ''}. Poison still detected on the held-out half: "
+              f"{(': ' + ', '.join(removed)) if removed else ''}. Poison effect still detected: "
               f"{', '.join(failed_poison) or 'none'}. Accuracy below the tolerance: {', '.join(failed_acc) or 'none'}."
               f" Not rejecting is absence of evidence at this sample size, not proof of removal."),
     ]
-    none_p = refs.loc["none", "holdout_p"] if "none" in refs.index else None
-    if _isnan(none_p) or float(none_p) > alpha:
-        blocks.append(("p", f"Caution: θ_initial itself shows no significant poison signal on the held-out half "
-                            f"(p = {fmt_p(none_p)} > α = {alpha:g}), so 'removes the poison' is uninformative here: "
-                            "there was nothing detectable to remove. Use a scenario where θ_initial shows the "
-                            "poison (more poisons, more epochs)."))
-    if seeds:
-        sr = seed_rows(meta, verdict, trials, seeds, say)
-        sr.to_csv(out / "seeds.csv", index=False)
-        agg = sr.groupby("method", sort=False)[["holdout_gus", "holdout_z", "test_acc", "mia_tpr"]].agg(
-            ["mean", "std"])
+    blocks.extend(_caution(attack, refs, alpha, tol))
+    if sr is not None:
+        cols = [c for c in ("holdout_gus", "holdout_z", "target_success", "test_acc", "mia_tpr") if c in sr]
+        agg = sr.groupby("method", sort=False)[cols].agg(["mean", "std"])
         agg.columns = [f"{a} {b}" for a, b in agg.columns]
         blocks += [("h", 2, f"Best configurations on {seeds} fresh seeds"),
                    ("p", "New poison draws and base models per seed (prepared once each); mean and std."),
@@ -186,6 +190,36 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
     atomic_write_text(out / "report.html", to_html(blocks, f"raysweep report: {meta['name']}"))
     say(f"[report] written to {out / 'report.md'} and report.html")
     return out / "report.md"
+
+
+def _gaussian_text(k_half, m, alpha, strict, tol, refs) -> list[tuple]:
+    return [("p", f"Each method's configuration was chosen on the tuning half of the poisons and the validation "
+                  f"split, then judged on the other {k_half} poisons and the test set. Poison removed: the two-sided "
+                  f"z-test of holdout GUS = 0 (exact N(0, 1) null) does not reject at family-wise level "
+                  f"α = {alpha:g}, Holm-corrected over {m} methods (the strictest step is α/{m} = {strict:.4g}, "
+                  f"which rejects |GUS| ≥ {detection_floor(k_half, strict):.3f}; the loosest, α = {alpha:g}, "
+                  f"rejects |GUS| ≥ {detection_floor(k_half, alpha):.3f}). Accuracy kept: test accuracy ≥ "
+                  f"θ_retrain's ({fmt_acc(refs, 'retrain')}) − {tol:g}.")]
+
+
+def _caution(attack: str, refs: pd.DataFrame, alpha: float, tol: float) -> list[tuple]:
+    """A warning when θ_initial itself shows no poison effect: every "removes" is then uninformative."""
+    if "none" not in refs.index:
+        return []
+    r = refs.loc["none"]
+    if attack == "gaussian":
+        weak = _isnan(r.get("holdout_p")) or float(r["holdout_p"]) > alpha
+        what = f"no significant signal on the held-out half (p = {fmt_p(r.get('holdout_p'))} > α = {alpha:g})"
+    elif attack == "gradient_matching":
+        weak = _isnan(r.get("target_success")) or float(r["target_success"]) == 0
+        what = f"a target hit rate of {fmt_p(r.get('target_success'))}"
+    else:
+        weak = float(r["test_acc"]) >= float(refs.loc["retrain", "test_acc"]) - tol
+        what = "no accuracy loss beyond the tolerance against θ_retrain"
+    if not weak:
+        return []
+    return [("p", f"Caution: θ_initial itself shows {what}, so 'removes the poison' is uninformative here: there "
+                  "was nothing detectable to remove. Use a scenario where θ_initial shows the poison.")]
 
 
 def fmt_p(v) -> str:

@@ -66,20 +66,21 @@ def gus_vs_budget(history: pd.DataFrame, trials: pd.DataFrame, out: Path) -> Pat
     """GUS on the tuning half vs budget spent, every trial per method, with the two references."""
     refs = trials[trials.status == "reference"].set_index("method")
     methods = [m for m in dict.fromkeys(history.method)]
+    col = "tune_gus" if history["tune_gus"].notna().any() else "effect"  # other attacks: their effect
     fig, axes = _grid(max(1, len(methods)))
     for ax, m in zip(axes, methods):
         h = history[history.method == m]
         best = trials[(trials.method == m) & trials.is_best.astype(bool)].trial_id.tolist()
         for tid, g in h.groupby("trial_id"):
             g = g.sort_values("report")
-            ax.plot(g.budget_spent, g.tune_gus, lw=2 if tid in best else 0.8, alpha=1 if tid in best else 0.5,
+            ax.plot(g.budget_spent, g[col].astype(float), lw=2 if tid in best else 0.8, alpha=1 if tid in best else 0.5,
                     marker="o", ms=2, color="tab:blue" if tid in best else "tab:gray")
         for ref, style in REF_STYLE.items():
-            if ref in refs.index and refs.loc[ref, "tune_gus"] is not None:
-                ax.axhline(float(refs.loc[ref, "tune_gus"]), **style)
+            if ref in refs.index and not pd.isna(refs.loc[ref, col]):
+                ax.axhline(float(refs.loc[ref, col]), **style)
         ax.set_title(m, fontsize=9)
         ax.set_xlabel("budget spent (fraction of training)", fontsize=7)
-        ax.set_ylabel("GUS (tuning half)", fontsize=7)
+        ax.set_ylabel("GUS (tuning half)" if col == "tune_gus" else "poison effect", fontsize=7)
     if methods:
         axes[0].legend(fontsize=6)
     return _save(fig, out / "gus_vs_budget.png")
@@ -98,11 +99,11 @@ def accuracy_vs_gus(trials: pd.DataFrame, floor: float, out: Path) -> Path:
         ax.plot(front.effect, front.val_acc, color="tab:blue", marker="o", ms=4, label="Pareto front")
         ax.axhline(floor, color="tab:orange", lw=0.8, label="accuracy floor")
         for ref, style in REF_STYLE.items():
-            if ref in refs.index:
+            if ref in refs.index and not pd.isna(refs.loc[ref, "effect"]):
                 ax.scatter([float(refs.loc[ref, "effect"])], [float(refs.loc[ref, "val_acc"])], marker="*",
                            s=60, color=style["color"], label=style["label"])
         ax.set_title(m, fontsize=9)
-        ax.set_xlabel("|GUS| (tuning half)", fontsize=7)
+        ax.set_xlabel("poison effect (|GUS| on the tuning half for Gaussian poisons)", fontsize=7)
         ax.set_ylabel("validation accuracy", fontsize=7)
     if methods:
         axes[0].legend(fontsize=6)

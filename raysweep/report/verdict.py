@@ -21,8 +21,13 @@ import pandas as pd
 from ..metrics.gus import Z_TWO_SIDED_1PCT  # noqa: F401  (re-exported for callers)
 
 VERDICT_COLUMNS = ["method", "status", "config", "holdout_gus", "holdout_z", "holdout_p", "holdout_tpr_two",
-                   "test_acc", "mia_tpr", "budget_spent", "holm_level", "poison_removed", "accuracy_kept",
-                   "verdict"]
+                   "test_acc", "mia_tpr", "budget_spent", "target_success", "n_targets", "p", "holm_level",
+                   "poison_removed", "accuracy_kept", "verdict"]
+ATTACK_TESTS = {
+    "gaussian": "two-sided z-test of holdout GUS = 0",
+    "gradient_matching": "one-sided Fisher exact test: target hits over fresh seeds, method > θ_retrain",
+    "gradient_canceling": "one-sided two-proportion z-test: test accuracy, method < θ_retrain",
+}
 
 
 def holm_levels(pvalues: dict[str, float], alpha: float) -> dict[str, float]:
@@ -60,23 +65,58 @@ def _missing(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def verdict_table(trials: pd.DataFrame, alpha: float = 0.05, tolerance: float = 0.02) -> pd.DataFrame:
-    """One row per reference (none, retrain) and per method (its best finished trial)."""
+def _pvalue(attack: str, row: pd.Series, refs: pd.DataFrame, seeds: pd.DataFrame | None,
+            n_test: int | None) -> tuple[float | None, float | None, int | None]:
+    """(p-value of "the poison's effect remains", target hit rate, number of targets) for one method."""
+    if attack == "gaussian":
+        p = row.get("holdout_p")
+        return (None if _missing(p) else float(p)), None, None
+    if attack == "gradient_matching":
+        if seeds is None or not len(seeds):
+            return None, row.get("target_success"), 1
+        mine = seeds[seeds.method == row.name].target_success.astype(float)
+        base = seeds[seeds.method == "retrain"].target_success.astype(float)
+        if not len(mine) or not len(base):
+            return None, None, None
+        from .tests_exact import fisher_greater
+
+        return fisher_greater(int(mine.sum()), len(mine), int(base.sum()), len(base)), mine.mean(), len(mine)
+    if attack == "gradient_canceling":
+        if _missing(row.get("test_acc")) or not n_test:
+            return None, None, None
+        from .tests_exact import proportion_less
+
+        return proportion_less(float(row["test_acc"]), n_test, float(refs.loc["retrain", "test_acc"]), n_test), \
+            None, None
+    raise ValueError(f"no verdict test for attack {attack!r}")
+
+
+def verdict_table(trials: pd.DataFrame, alpha: float = 0.05, tolerance: float = 0.02, attack: str = "gaussian",
+                  n_test: int | None = None, seeds: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per reference (none, retrain) and per method (its best finished trial).
+
+    The test that decides "poison removed" fits the attack (ATTACK_TESTS); p-values are
+    Holm-corrected over the methods judged. `seeds`: re-runs on fresh seeds (needed for the
+    gradient-matching test over targets); `n_test`: test-set size (Gradient Canceling's test)."""
     refs = trials[trials.status == "reference"].set_index("method")
     if "retrain" not in refs.index:
         raise ValueError("the trials table has no retrain reference row")
     floor = float(refs.loc["retrain", "test_acc"]) - tolerance
     best = trials[(trials.status == "finished") & trials.is_best.astype(bool)].set_index("method")
     methods = [m for m in dict.fromkeys(trials.method) if m not in ("none", "retrain")]
-    judged = {m: float(best.loc[m, "holdout_p"]) for m in methods
-              if m in best.index and not _missing(best.loc[m, "holdout_p"])}
+    evidence = {m: _pvalue(attack, best.loc[m], refs, seeds, n_test) for m in methods if m in best.index}
+    judged = {m: e[0] for m, e in evidence.items() if e[0] is not None}
     reject = holm_reject(judged, alpha)
     levels = holm_levels(judged, alpha)
     rows = []
     for ref in ("none", "retrain"):
         r = refs.loc[ref]
+        hits = None
+        if seeds is not None and len(seeds) and "target_success" in seeds:
+            hits = seeds[seeds.method == ref].target_success.astype(float).mean()
         rows.append({"method": ref, "status": "reference", "config": "θ_initial" if ref == "none" else "θ_retrain",
                      **{c: r.get(c) for c in VERDICT_COLUMNS[3:10]},
+                     "target_success": hits if hits is not None else r.get("target_success"),
                      "holm_level": None, "poison_removed": None, "accuracy_kept": None, "verdict": "reference"})
     for m in methods:
         if m not in best.index:
@@ -84,10 +124,14 @@ def verdict_table(trials: pd.DataFrame, alpha: float = 0.05, tolerance: float = 
             rows.append({"method": m, "status": status, "config": "", "verdict": f"not judged: {status}"})
             continue
         r = best.loc[m]
+        p, hits, n_t = evidence[m]
         removed = not reject.get(m, False) if m in judged else None
         kept = float(r["test_acc"]) >= floor if not _missing(r["test_acc"]) else None
-        if removed is None or kept is None:
-            verdict = "not judged: missing holdout or test figures"
+        if removed is None:
+            verdict = ("not judged: one target; `raysweep report --seeds N` tests over N fresh targets"
+                       if attack == "gradient_matching" else "not judged: missing figures")
+        elif kept is None:
+            verdict = "not judged: missing test accuracy"
         elif removed and kept:
             verdict = "removes the poison"
         else:
@@ -96,8 +140,9 @@ def verdict_table(trials: pd.DataFrame, alpha: float = 0.05, tolerance: float = 
         if bool(r.get("diverged")):
             verdict += " (diverged)"
         rows.append({"method": m, "status": "tuned", "config": _config(r),
-                     **{c: r.get(c) for c in VERDICT_COLUMNS[3:10]},
-                     "holm_level": levels.get(m), "poison_removed": removed, "accuracy_kept": kept, "verdict": verdict})
+                     **{c: r.get(c) for c in VERDICT_COLUMNS[3:10]}, "target_success": hits, "n_targets": n_t,
+                     "p": p, "holm_level": levels.get(m), "poison_removed": removed, "accuracy_kept": kept,
+                     "verdict": verdict})
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
 
 

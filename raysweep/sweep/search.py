@@ -140,9 +140,6 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store_root: str, resume: bool = 
     from ray.tune.search.optuna import OptunaSearch
 
     cfg.check()
-    if scen.poisoned.noise is None:
-        raise ConfigError("attack", scen.cfg.attack, "gaussian: the sweep's objective and verdict use GUS; "
-                          f"{scen.cfg.attack}'s own metric ({scen.attack.metric}) is not wired into sweeps yet")
     spaces = {m: load_space(m, cfg.spaces_dir) for m in cfg.methods}  # validated before anything runs
     root = sweep_dir(cfg)
     meta_path = root / "sweep.json"
@@ -155,6 +152,7 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store_root: str, resume: bool = 
     retrain = scen.manifest["metrics"]["retrain"]
     floor = retrain["val_acc"] - cfg.tolerance
     meta = {"name": cfg.name, "scenario": scen.hash, "holdout_rows": scen.holdout_rows.tolist(),
+            "attack": scen.cfg.attack, "attack_metric": scen.attack.metric, "n_test": len(scen.data.test),
             "reference_scores": reference_scores(scen), "scenario_name": scen.cfg.name, "store": store_root,
             "config": {k: v for k, v in asdict(cfg).items() if k != "fault"}, "floor": floor,
             "references": {"none": scen.manifest["metrics"]["initial"], "retrain": retrain},
