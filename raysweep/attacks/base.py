@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 
 from ..data.base import Dataset, Split
+from ..errors import ConfigError
 
 
 @dataclass
@@ -74,6 +75,13 @@ class Attack:
     def check(cls, params: dict) -> dict:
         """Validate and complete the parameters; raise ConfigError naming the field."""
         return dict(params)
+
+    @classmethod
+    def only(cls, params: dict, allowed: set[str]) -> None:
+        """Refuse a parameter this attack does not take, naming it and listing those it does."""
+        for key in params:
+            if key not in allowed:
+                raise ConfigError(f"attack.{key}", params[key], f"{cls.name} takes {', '.join(sorted(allowed))}")
 
     def check_data(self, data: Dataset) -> None:
         """Validate the parameters against the dataset (e.g. k <= n) before any work starts."""

@@ -29,9 +29,7 @@ class GaussianPoison(Attack):
     @classmethod
     def check(cls, params: dict) -> dict:
         allowed = {"k", "fraction", "eps", "space"}
-        for key in params:
-            if key not in allowed:
-                raise ConfigError(f"attack.{key}", params[key], f"gaussian takes {', '.join(sorted(allowed))}")
+        cls.only(params, allowed)
         p = {"eps": DEFAULT_EPS, "space": "input", **params}
         if "k" in p and "fraction" in p and p["k"] is not None and p["fraction"] is not None:
             raise ConfigError("attack.k", p["k"], "give k or fraction, not both")

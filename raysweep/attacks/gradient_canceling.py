@@ -91,10 +91,7 @@ class GradientCanceling(Attack):
     @classmethod
     def check(cls, params: dict) -> dict:
         allowed = {"fraction", "steps", "lr", "target_acc", "corrupt_steps", "corrupt_lr"}
-        for key in params:
-            if key not in allowed:
-                raise ConfigError(f"attack.{key}", params[key],
-                                  f"gradient_canceling takes {', '.join(sorted(allowed))}")
+        cls.only(params, allowed)
         p = {"fraction": 0.03, "steps": 200, "lr": 0.01, "target_acc": 0.2, "corrupt_steps": 500,
              "corrupt_lr": 0.05, **params}
         if not 0 < float(p["fraction"]) < 1:

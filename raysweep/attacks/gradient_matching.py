@@ -82,9 +82,7 @@ class GradientMatching(Attack):
     @classmethod
     def check(cls, params: dict) -> dict:
         allowed = {"eps", "fraction", "count", "restarts", "steps", "lr", "target", "adv_class", "augment"}
-        for key in params:
-            if key not in allowed:
-                raise ConfigError(f"attack.{key}", params[key], f"gradient_matching takes {', '.join(sorted(allowed))}")
+        cls.only(params, allowed)
         p = {"eps": 16 / 255, "fraction": 0.01, "count": None, "restarts": 8, "steps": 240, "lr": 0.1,
              "target": None, "adv_class": None, "augment": True, **params}
         if not (isinstance(p["eps"], (int, float)) and 0 < p["eps"] <= 1):
