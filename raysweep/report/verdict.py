@@ -18,8 +18,6 @@ import math
 
 import pandas as pd
 
-from ..metrics.gus import Z_TWO_SIDED_1PCT  # noqa: F401  (re-exported for callers)
-
 VERDICT_COLUMNS = ["method", "status", "config", "holdout_gus", "holdout_z", "holdout_p", "holdout_tpr_two",
                    "test_acc", "mia_tpr", "budget_spent", "target_success", "n_targets", "p", "holm_level",
                    "poison_removed", "accuracy_kept", "verdict"]
