@@ -137,11 +137,12 @@ class Scenario:
         if self.attack is not None:
             out.update(self.attack.evaluate(model, self.data, ps))
         if full:
-            out["test_acc"] = evaluate(model, self.data.test)["acc"]
+            t_loss, t_correct = per_sample_losses(model, self.data.test)  # one pass: accuracy and MIA
+            out["test_acc"] = t_correct.float().mean().item()
             f_loss, f_correct = per_sample_losses(model, ps.forget())
             out["forget_acc"] = f_correct.float().mean().item()
             out["forget_loss"] = f_loss.mean().item()
-            out.update(loss_mia(f_loss, per_sample_losses(model, self.data.test)[0]))
+            out.update(loss_mia(f_loss, t_loss))
         if ps.noise is None:
             return out
         rows = {"all": torch.arange(ps.k), "tune": self.tune_rows.long(), "holdout": self.holdout_rows.long()}

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from raysweep.artifacts import LocalStore
 from raysweep.cli import main
@@ -117,5 +116,4 @@ def test_cli_prepare_json_and_a_yaml_scenario(prepared_tiny, tiny_cfg, tmp_path)
     got = json.loads(out.stdout)
     assert got["hash"] == manifest["hash"]  # the same content as the tiny preset: found, not rebuilt
     assert "already prepared" in out.stderr
-    assert got["metrics"]["initial"]["test_acc"] == manifest["metrics"]["initial"]["test_acc"]
-    assert isinstance(torch.tensor(got["metrics"]["retrain"]["z"]).item(), float)
+    assert got["metrics"] == manifest["metrics"]
