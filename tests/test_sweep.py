@@ -4,7 +4,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -70,35 +70,47 @@ def test_a_raising_trial_is_retried_then_recorded_and_the_sweep_goes_on(ray_loca
 
 
 def test_an_interrupted_sweep_resumes_and_keeps_finished_trials(prepared_tiny, tmp_path):
-    """Ctrl-C (SIGINT) a real `raysweep sweep` once two trials have finished, then --resume it."""
+    """Ctrl-C (SIGINT) a real `raysweep sweep` once two trials have finished, then --resume it.
+
+    The signal is sent when the sweep's own progress output (stderr, read line by line) reports the
+    second finished trial, so a fast machine cannot finish all trials before the interrupt lands.
+    """
     root, _ = prepared_tiny
+    total = 12
     argv = [sys.executable, "-m", "raysweep.cli", "sweep", "--scenario", "tiny", "--store", str(root), "--methods",
-            "ssd", "--trials", "6", "--max-concurrent", "1", "--budget", "0.1", "--name", "cut",
+            "ssd", "--trials", str(total), "--max-concurrent", "1", "--budget", "0.1", "--name", "cut",
             "--storage-path", str(tmp_path), "--device", "cpu"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while time.time() < deadline and _finished_lines(tmp_path / "cut" / "ssd") < 2:
-        time.sleep(0.5)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+    err_lines: list[str] = []
+    two_done = threading.Event()
+
+    def read_stderr():
+        for line in proc.stderr:
+            err_lines.append(line)
+            if sum("] trial " in x and " finished " in x for x in err_lines) >= 2:
+                two_done.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    assert two_done.wait(timeout=240), "".join(err_lines)[-2000:]
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    proc.wait(timeout=120)
+    reader.join(timeout=30)
+    err = "".join(err_lines)
     assert proc.returncode == 130, err[-2000:]
     assert "--resume" in err
     first, _ = load_results(tmp_path / "cut")
     done_first = first[(first.method == "ssd") & (first.status == "finished")]
-    assert 2 <= len(done_first) < 6
+    assert 2 <= len(done_first) < total
     bad = subprocess.run([*argv, "--resume", "--budget", "0.2"], capture_output=True, text=True)
     assert bad.returncode == 2 and "budget" in bad.stderr
     again = subprocess.run([*argv, "--resume"], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     after, _ = load_results(tmp_path / "cut")
     ssd = after[after.method == "ssd"]
-    assert len(ssd) == 6 and (ssd.status == "finished").all()
+    assert len(ssd) == total and (ssd.status == "finished").all()
     kept = ssd.set_index("trial_id").loc[done_first.trial_id]
     pd.testing.assert_series_equal(kept.objective, done_first.set_index("trial_id").objective)
-
-
-def _finished_lines(folder: Path) -> int:
-    return sum(f.read_text().count('"final": true') for f in folder.glob("*/result.json"))
 
 
 def test_multi_objective_marks_a_pareto_set(ray_local, scen, prepared_tiny, tmp_path):
