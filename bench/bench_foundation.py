@@ -66,7 +66,7 @@ def main() -> None:
 
     def bare():
         m = build_model("resnet9", 10, (3, 32, 32), 0, width=a.width)
-        opt = make_optimizer(m, cfg)
+        opt = make_optimizer(m.parameters(), cfg)
         m.train()
         perm = torch.randperm(a.n, generator=torch.Generator().manual_seed(0))
         for s in range(0, a.n, cfg.batch_size):

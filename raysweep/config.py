@@ -16,6 +16,7 @@ import yaml
 
 from .errors import ConfigError, RaysweepError
 
+VICTIMS = ("scratch", "head")
 SCHEMA = 1  # bump when a change makes old artifacts differ from what the code would build
 
 
@@ -30,6 +31,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0       # linear warm-up from 0, then cosine decay to 0
     augment: bool = False            # random crop (pad 4) + horizontal flip; the poison shift is strongest without
     bf16: bool = False               # bf16 autocast (CUDA only; ignored on the CPU)
+    optimizer: str = "sgd"           # sgd (momentum, nesterov, weight_decay as L2) or adamw (decoupled decay)
 
     def check(self) -> "TrainConfig":
         pos_int = {"epochs": self.epochs, "batch_size": self.batch_size}
@@ -40,6 +42,8 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or (name == "lr" and v == 0):
                 raise ConfigError(f"train.{name}", v, "a number >= 0" + (" (and > 0)" if name == "lr" else ""))
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ConfigError("train.optimizer", self.optimizer, "sgd or adamw")
         if self.momentum >= 1:
             raise ConfigError("train.momentum", self.momentum, "a number in [0, 1)")
         return self
@@ -48,6 +52,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class ScenarioConfig:
     dataset: str = "cifar10-mini"
+    dataset_params: dict = field(default_factory=dict)  # e.g. imdb: tokenizer, max_length
     model: str = "resnet9"
     model_params: dict = field(default_factory=dict)
     attack: str = "gaussian"
@@ -57,6 +62,8 @@ class ScenarioConfig:
     val_size: int = 1000             # rows of the test split held out for validation (tuning)
     train_size: int = 0              # use a seeded subset of this many training rows (0: all)
     score: str = "identity"          # GUS score: identity, or flip (for training with flips)
+    victim: str = "scratch"          # scratch: θ_initial/θ_retrain trained from scratch; head: both fine-tune
+                                     # only the classifier head of a clean base model (docs/vision_attacks.md)
     name: str = ""                   # a label only; not part of the hash
 
     def check(self) -> "ScenarioConfig":
@@ -64,7 +71,8 @@ class ScenarioConfig:
         from .data import DATASETS
         from .models import MODELS
 
-        DATASETS.get(self.dataset, "dataset")
+        loader = DATASETS.get(self.dataset, "dataset")
+        loader.check_params(self.dataset_params)
         MODELS.get(self.model, "model")
         ATTACKS.get(self.attack, "attack")
         make_attack(self.attack, self.attack_params)
@@ -77,6 +85,8 @@ class ScenarioConfig:
             raise ConfigError("train_size", self.train_size, "an integer >= 0 (0: the whole training set)")
         if self.score not in ("identity", "flip"):
             raise ConfigError("score", self.score, "identity or flip")
+        if self.victim not in VICTIMS:
+            raise ConfigError("victim", self.victim, " or ".join(VICTIMS))
         return self
 
     def content(self) -> dict:
@@ -84,6 +94,13 @@ class ScenarioConfig:
         d.pop("name")
         d["attack_params"] = dict(make_attack_params(self))
         d["schema"] = SCHEMA
+        # fields added after the first release are left out at their defaults, so scenarios made
+        # before them keep their hash (and their artifacts)
+        for key, default in (("victim", "scratch"), ("dataset_params", {})):
+            if d[key] == default:
+                d.pop(key)
+        if d["train"]["optimizer"] == "sgd":
+            d["train"].pop("optimizer")
         return d
 
     def hash(self) -> str:
@@ -105,6 +122,23 @@ PRESETS: dict[str, dict] = {
     "tiny": {"name": "tiny", "model_params": {"width": 4}, "attack_params": {"k": 64}, "train_size": 2000,
              "train": {"epochs": 3, "batch_size": 128}, "val_size": 200},
     # The paper's vision setting (a GPU job): ResNet-18 on full CIFAR-10, 1.5 % Gaussian poisons.
+    # The language-model track on CPUs: the bundled IMDb subset, a tiny GPT-2, Gaussian noise on the
+    # token embeddings of 5 % of the reviews (eps from the pilot in docs/text.md).
+    "imdb-tiny": {"name": "imdb-tiny", "dataset": "imdb-mini", "dataset_params": {"max_length": 128},
+                  "model": "gpt2-tiny", "attack_params": {"k": 250, "eps": 0.1}, "val_size": 500,
+                  "train": {"optimizer": "adamw", "lr": 1e-3, "epochs": 3, "batch_size": 32, "weight_decay": 0.01,
+                            "warmup_epochs": 0.5}},
+    # Seconds-long text scenario for tests.
+    "imdb-test": {"name": "imdb-test", "dataset": "imdb-mini", "dataset_params": {"max_length": 48},
+                  "model": "gpt2-tiny", "model_params": {"width": 32}, "attack_params": {"k": 100, "eps": 0.1},
+                  "train_size": 2000, "val_size": 200,
+                  "train": {"optimizer": "adamw", "lr": 2e-3, "epochs": 3, "batch_size": 32, "weight_decay": 0.01,
+                            "warmup_epochs": 0.5}},
+    # The paper's language model (a GPU job): GPT-2 medium (355M) on full IMDb (docs/text.md).
+    "paper-imdb": {"name": "paper-imdb", "dataset": "imdb", "dataset_params": {"max_length": 512},
+                   "model": "gpt2-medium", "attack_params": {"fraction": 0.02, "eps": 0.03}, "val_size": 1000,
+                   "train": {"optimizer": "adamw", "lr": 2e-5, "epochs": 10, "batch_size": 16, "weight_decay": 0.01,
+                             "warmup_epochs": 0.5, "bf16": True}},
     "paper-cifar10": {"name": "paper-cifar10", "dataset": "cifar10", "model": "resnet18",
                       "attack_params": {"k": 750},
                       "train": {"epochs": 100, "lr": 0.1, "augment": True}, "score": "flip"},
@@ -124,7 +158,7 @@ def _from_dict(d: dict, origin: str) -> ScenarioConfig:
     for key in train:
         if key not in tknown:
             raise ConfigError(f"train.{key}", train[key], f"fields: {', '.join(sorted(tknown))}")
-    for key in ("model_params", "attack_params"):
+    for key in ("model_params", "attack_params", "dataset_params"):
         if key in d and not isinstance(d[key], dict):
             raise ConfigError(key, d[key], "a mapping")
     return ScenarioConfig(**d, train=TrainConfig(**train))

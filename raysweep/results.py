@@ -30,7 +30,7 @@ from .errors import RaysweepError
 TRIAL_METRICS = ["budget_spent", "val_acc", "tune_gus", "tune_z", "tune_p", "abs_tune_gus", "effect", "objective",
                  "holdout_gus", "holdout_z", "holdout_p", "holdout_tpr_two", "holdout_tpr_low", "holdout_auc",
                  "test_acc", "mia_tpr", "mia_auc", "gus", "z", "p", "tpr_two", "auc", "forget_acc", "forget_loss",
-                 "target_success", "target_adv_prob", "diverged", "steps"]
+                 "target_success", "target_adv_prob", "asr", "asr_n", "val_asr", "diverged", "steps"]
 HISTORY_COLUMNS = ["sweep", "method", "trial_id", "report", "step", "budget_spent", "val_acc", "tune_gus",
                    "tune_z", "effect", "objective", "final", "time_total_s"]
 

@@ -37,7 +37,7 @@ def derive_seed(seed: int, tag: str) -> int:
 
 def scenario_data(cfg: ScenarioConfig, data_dir: str | None = None) -> Dataset:
     """The scenario's dataset: val split drawn from the test split, training rows subset if asked."""
-    data = load_dataset(cfg.dataset, data_dir, cfg.val_size, derive_seed(cfg.seed, "val"))
+    data = load_dataset(cfg.dataset, data_dir, cfg.val_size, derive_seed(cfg.seed, "val"), cfg.dataset_params)
     if cfg.train_size:
         if cfg.train_size > len(data.train):
             raise ConfigError("train_size", cfg.train_size, f"at most the {len(data.train)} training rows")
@@ -162,6 +162,14 @@ class Scenario:
         return out
 
 
+def _fresh(cfg: ScenarioConfig, data: Dataset, device, state: dict | None = None):
+    """The scenario's architecture at its seeded initialisation, or loaded with `state`."""
+    m = build_model(cfg.model, data.num_classes, data.input_shape, derive_seed(cfg.seed, "init"), **cfg.model_params)
+    if state is not None:
+        m.load_state_dict(state)
+    return m.to(device)
+
+
 def _to(data: Dataset, device) -> Dataset:
     return replace(data, train=data.train.to(device), val=data.val.to(device), test=data.test.to(device))
 
@@ -186,29 +194,44 @@ def prepare(cfg: ScenarioConfig, store: Store | str, device: torch.device | str 
     data = scenario_data(cfg, data_dir)
     attack = make_attack(cfg.attack, cfg.attack_params)
     attack.check_data(data)
+    weights, compute, wall = {}, {}, {}
+    base_state = None
+    if cfg.victim == "head":
+        base = _fresh(cfg, data, device)
+        say(f"victim=head: training the clean base model on {len(data.train)} samples; θ_initial and θ_retrain "
+            "fine-tune only its head")
+        res = train(base, data.train.to(device), cfg.train, derive_seed(cfg.seed, "base_order"), label="base",
+                    progress=say)
+        base_state = {k: v.detach().clone() for k, v in base.state_dict().items()}
+        compute["base_sample_grads"], wall["train_base_s"] = res.sample_grads, round(res.wall_s, 2)
     say(f"poisoning {cfg.dataset} with {cfg.attack} {attack.params}")
     env = BuildEnv(
         new_model=lambda: build_model(cfg.model, data.num_classes, data.input_shape, derive_seed(cfg.seed, "surrogate"),
                                       **cfg.model_params).to(device),
         train=lambda m, split: train(m, split.to(device), cfg.train, derive_seed(cfg.seed, "surrogate_order"),
                                      label="surrogate", progress=say),
-        device=device, log=say)
+        device=device, log=say, weight_decay=cfg.train.weight_decay,
+        base=None if base_state is None else (lambda: _fresh(cfg, data, device, base_state)))
     stored = attack.build(data, derive_seed(cfg.seed, "poison"), env)
     ps = attack.apply(data, stored)
     g = torch.Generator().manual_seed(derive_seed(cfg.seed, "control"))
     control = torch.randn(ps.noise.shape, generator=g) * ps.eps if ps.noise is not None else torch.zeros(0)
+    if ps.noise is not None and data.kind == "text":  # like the poisons' own: real tokens only
+        control *= (ps.clean_x >= 0).unsqueeze(-1).to(control.dtype)
     perm = torch.randperm(ps.k, generator=g)
     tune_rows, holdout_rows = perm[: ps.k // 2].sort().values, perm[ps.k // 2:].sort().values
     poison_file = {**stored, "_control_noise": control, "_tune_rows": tune_rows, "_holdout_rows": holdout_rows}
 
-    weights, compute, wall = {}, {}, {}
     for which, split in (("initial", ps.train), ("retrain", ps.retain())):
-        model = build_model(cfg.model, data.num_classes, data.input_shape, derive_seed(cfg.seed, "init"),
-                            **cfg.model_params).to(device)
-        say(f"training θ_{which} on {len(split)} samples ({cfg.train.epochs} epochs, {device})")
-        res = train(model, split.to(device), cfg.train, derive_seed(cfg.seed, "order"), label=which, progress=say)
+        model = _fresh(cfg, data, device, base_state)
+        head = None if base_state is None else model.layer_groups()[-1]
+        say(f"training θ_{which} on {len(split)} samples ({cfg.train.epochs} epochs, "
+            f"{'head only' if head is not None else 'all layers'}, {device})")
+        res = train(model, split.to(device), cfg.train, derive_seed(cfg.seed, "order"), label=which, progress=say,
+                    only=head)
         weights[which] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        compute[f"{which}_sample_grads"] = res.sample_grads
+        # the budget's reference: the victim's whole training, base model included (docs/budget.md)
+        compute[f"{which}_sample_grads"] = res.sample_grads + compute.get("base_sample_grads", 0)
         wall[f"train_{which}_s"] = round(res.wall_s, 2)
         compute[f"{which}_final_train_loss"] = res.final_loss
 

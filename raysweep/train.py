@@ -1,6 +1,7 @@
 """The one trainer, used for θ_initial (on S_corr) and θ_retrain (on S_corr minus the poisons).
 
-SGD with (Nesterov) momentum, linear warm-up then cosine decay, optional random crop + flip.
+SGD with (Nesterov) momentum (or AdamW, for transformers), linear warm-up then cosine decay,
+optional random crop + flip.
 Compute is counted in sample-gradients: one forward + backward of one sample through the model
 (the unit of every unlearning budget). Deterministic on the CPU: the same seed gives the same
 weights (model init, data order and augmentation all come from seeded generators).
@@ -15,6 +16,7 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .config import TrainConfig
 from .data.base import Split
@@ -49,24 +51,46 @@ def augment_batch(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Te
     return xp.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
-def make_optimizer(model, cfg: TrainConfig) -> torch.optim.SGD:
-    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                            nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
 
 
 def train(model, data: Split, cfg: TrainConfig, seed: int, label: str = "train",
-          progress: Callable[[str], None] | None = None) -> TrainResult:
-    """Train `model` in place on `data` (already on the model's device). Returns the compute spent."""
+          progress: Callable[[str], None] | None = None, only: nn.Module | None = None) -> TrainResult:
+    """Train `model` in place on `data` (already on the model's device). Returns the compute spent.
+
+    only: train just this submodule (e.g. the classifier head); the rest stays frozen and in eval
+    mode (batch-norm statistics fixed). Each sample still counts as one sample-gradient.
+    """
     dev = next(model.parameters()).device
     g = torch.Generator().manual_seed(seed)
     n = len(data)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
-    opt = make_optimizer(model, cfg)
+    params = list((only if only is not None else model).parameters())
+    opt = make_optimizer(params, cfg)
     autocast = cfg.bf16 and dev.type == "cuda"
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    model.train()
+    trained = {id(p) for p in params}
+    frozen = [p for p in model.parameters() if id(p) not in trained and p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    model.train(only is None)
+    if only is not None:
+        only.train()
+    try:
+        return _loop(model, data, cfg, g, opt, total, warmup, autocast, say, label, dev)
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+
+
+def _loop(model, data, cfg, g, opt, total, warmup, autocast, say, label, dev) -> TrainResult:
+    n = len(data)
     spent, step, t0, last = 0, 0, time.perf_counter(), float("nan")
     for epoch in range(cfg.epochs):
         perm = torch.randperm(n, generator=g).to(data.y.device)

@@ -124,10 +124,33 @@ def test_the_canceling_objective_decreases_and_is_deterministic(small, canceled)
     assert torch.equal(again["poison_pixels"], stored["poison_pixels"])
 
 
-@pytest.mark.parametrize("attack,params", [("gradient_matching", {"count": 20, "steps": 5, "restarts": 1}),
-                                           ("gradient_canceling", {"fraction": 0.02, "steps": 5,
-                                                                   "corrupt_steps": 20})])
-def test_vision_attacks_flow_through_prepare_sweep_export_and_report(ray_local, attack, params, tmp_path):
+def test_head_only_training_moves_only_the_head_and_keeps_batch_norm_statistics(small):
+    m = build_model("resnet9", 10, (3, 32, 32), 0, width=4)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    res = train(m, small.train, TrainConfig(epochs=1, batch_size=100), 0, progress=lambda x: None,
+                only=m.layer_groups()[-1])
+    head = {f"fc.{k}" for k in m.fc.state_dict()}
+    changed = {k for k, v in m.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == head and res.sample_grads == len(small.train)
+    assert all(p.requires_grad for p in m.parameters())  # the frozen part is trainable again afterwards
+
+
+def test_the_victim_field_is_validated_and_only_a_head_victim_changes_the_hash():
+    from raysweep.config import load_scenario
+
+    tiny = load_scenario("tiny")
+    assert "victim" not in tiny.content()  # scenarios made before the field keep their hash
+    assert load_scenario("tiny", ["victim=scratch"]).hash() == tiny.hash()
+    assert load_scenario("tiny", ["victim=head"]).hash() != tiny.hash()
+    with pytest.raises(ConfigError, match="victim"):
+        load_scenario("tiny", ["victim=frozen"])
+
+
+@pytest.mark.parametrize("attack,params,victim", [("gradient_matching", {"count": 20, "steps": 5, "restarts": 1},
+                                                   "scratch"),
+                                                  ("gradient_canceling", {"fraction": 0.02, "steps": 5,
+                                                                          "corrupt_steps": 20}, "head")])
+def test_vision_attacks_flow_through_prepare_sweep_export_and_report(ray_local, attack, params, victim, tmp_path):
     import pandas as pd
 
     from raysweep.artifacts import LocalStore
@@ -137,11 +160,17 @@ def test_vision_attacks_flow_through_prepare_sweep_export_and_report(ray_local, 
     from raysweep.scenario import Scenario, prepare
     from raysweep.sweep.search import SweepConfig, run_sweep
 
-    cfg = load_scenario("tiny", [f"attack={attack}", f"attack_params={params}"])
+    cfg = load_scenario("tiny", [f"attack={attack}", f"attack_params={params}", f"victim={victim}"])
     manifest, _ = prepare(cfg, str(tmp_path), "cpu", log=lambda m: None)
     if attack == "gradient_matching":
         assert manifest["metrics"]["initial"]["target_success"] in (0.0, 1.0)
     scen = Scenario.load(LocalStore(tmp_path), cfg)
+    if victim == "head":  # both references fine-tuned only the head of one clean base model
+        body = [k for k in scen.weights["initial"] if not k.startswith("fc.")]
+        assert all(torch.equal(scen.weights["initial"][k], scen.weights["retrain"][k]) for k in body)
+        assert not torch.equal(scen.weights["initial"]["fc.weight"], scen.weights["retrain"]["fc.weight"])
+        c = manifest["compute"]
+        assert c["initial_sample_grads"] == c["base_sample_grads"] + 3 * len(scen.poisoned.train)
     sweep, complete = run_sweep(scen, SweepConfig(methods=["gd"], trials=2, budget=0.1, checkpoint_every=0.5,
                                                   name="v", storage_path=str(tmp_path / "sweeps")), str(tmp_path))
     assert complete

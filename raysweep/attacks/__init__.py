@@ -4,7 +4,7 @@ from .base import Attack, BuildEnv, PoisonedSet
 
 ATTACKS: Registry = Registry("attack")
 
-from . import gaussian, gradient_canceling, gradient_matching  # noqa: E402,F401
+from . import backdoor, gaussian, gradient_canceling, gradient_matching  # noqa: E402,F401
 
 
 def make_attack(name: str, params: dict) -> Attack:

@@ -59,6 +59,8 @@ class BuildEnv:
     train: Callable[[torch.nn.Module, Split], None]
     device: torch.device = torch.device("cpu")
     log: Callable[[str], None] = print
+    base: Callable[[], torch.nn.Module] | None = None  # victim=head: a copy of the clean base model
+    weight_decay: float = 0.0                           # the victim's L2 coefficient (train.weight_decay)
 
 
 class Attack:

@@ -4,7 +4,8 @@ A uniform random subset of exactly k training samples gets fixed noise xi ~ N(0,
 are kept and nothing is clipped. `space="input"` (default) draws the noise in the model's input
 representation (normalised images); `space="pixel"` draws it in [0, 1] pixel units and divides it by
 the per-channel std, GUS then scoring in pixel space (gradients times 1/std), so the null stays
-exactly N(0, 1) either way.
+exactly N(0, 1) either way. For text (token ids) the noise lives on the input token embeddings
+([k, L, D]), only at real tokens (pad positions get none), and the model adds it after `embed`.
 """
 from __future__ import annotations
 
@@ -62,7 +63,15 @@ class GaussianPoison(Attack):
         k = self.count(n)
         g = torch.Generator().manual_seed(seed)
         idx = torch.randperm(n, generator=g)[:k].sort().values
-        noise = torch.randn((k, *data.input_shape), generator=g) * self.params["eps"]
+        if data.kind == "text":  # noise on the input token embeddings of the real (non-pad) tokens
+            if env is None:
+                raise ConfigError("attack.name", self.name, "a scenario build for text (the embedding width)")
+            with torch.no_grad():
+                shape = tuple(env.new_model().embed(data.train.x[:1].to(env.device)).shape[1:])  # (L, D)
+            noise = torch.randn((k, *shape), generator=g) * self.params["eps"]
+            noise *= (data.train.x[idx] >= 0).unsqueeze(-1).to(noise.dtype)
+        else:
+            noise = torch.randn((k, *data.input_shape), generator=g) * self.params["eps"]
         return {"poison_idx": idx, "noise": noise}
 
     def apply(self, data: Dataset, stored: dict[str, torch.Tensor]) -> PoisonedSet:

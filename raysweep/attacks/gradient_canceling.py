@@ -8,6 +8,9 @@
    loss over clean + poison data, on the attacked parameters (the head):
        minimise || n_c · G_clean(θ_p) + Σ_p ∇_head L(θ_p; x_p, y_p) ||² / (n_c + n_p)²
    where G_clean is the mean clean gradient at θ_p (fixed).
+With λ = the victim's weight decay, n_all·λ·θ_p joins the fixed clean term. The attack takes hold
+where the victim's objective is convex in the attacked parameters: `victim: head` in the scenario
+(θ_initial fine-tunes only the head of the clean base model, which is also the attacker's model).
 The poisons are appended to the training set. Metric: test accuracy, whose drop versus θ_retrain
 is the attack's effect. Default poison fraction eps_d = 3 %.
 """
@@ -62,17 +65,24 @@ def mean_head_gradient(model, data: Split, batch: int = 1000) -> list[torch.Tens
 
 
 def cancel(model, x_pix: torch.Tensor, y: torch.Tensor, g_clean: list[torch.Tensor], n_clean: int,
-           mean: torch.Tensor, std: torch.Tensor, steps: int, lr: float) -> tuple[torch.Tensor, list[float]]:
-    """Optimise poison pixels [n_p, C, H, W] in [0, 1]; returns (pixels, objective per step)."""
+           mean: torch.Tensor, std: torch.Tensor, steps: int, lr: float,
+           weight_decay: float = 0.0) -> tuple[torch.Tensor, list[float]]:
+    """Optimise poison pixels [n_p, C, H, W] in [0, 1]; returns (pixels, objective per step).
+
+    weight_decay: the victim's L2 coefficient λ; θ_p is then made stationary for the regularised
+    objective mean loss + λ/2·||θ||² (mean over n_clean + n_p samples), as its SGD sees it.
+    """
     model.eval()
     params = head_params(model)
+    n_all = n_clean + len(x_pix)
+    g_clean = [n_clean * gc + n_all * weight_decay * p.detach() for gc, p in zip(g_clean, params)]
     x = x_pix.clone().requires_grad_(True)
     opt = torch.optim.Adam([x], lr=lr)
     n_p, trace = len(x), []
     for _ in range(steps):
         loss_p = F.cross_entropy(model(model.prepare_input(to_normalised(x, mean, std))), y, reduction="sum")
         g_p = torch.autograd.grad(loss_p, params, create_graph=True)
-        total = sum(((n_clean * gc + gp) ** 2).sum() for gc, gp in zip(g_clean, g_p)) / (n_clean + n_p) ** 2
+        total = sum(((gc + gp) ** 2).sum() for gc, gp in zip(g_clean, g_p)) / (n_clean + n_p) ** 2
         opt.zero_grad(set_to_none=True)
         (gx,) = torch.autograd.grad(total, x)
         x.grad = gx
@@ -118,16 +128,20 @@ class GradientCanceling(Attack):
         g = torch.Generator().manual_seed(seed)
         n_p = max(1, round(p["fraction"] * len(data.train)))
         src = torch.randperm(len(data.train), generator=g)[:n_p].sort().values
-        env.log(f"gradient canceling: training the clean model; then {n_p} poisons")
-        model = env.new_model()
         clean = data.train.to(dev)
-        env.train(model, clean)
+        if env.base is not None:  # victim=head: the attacker knows the victim's clean base model
+            env.log(f"gradient canceling: corrupting the base model's head; then {n_p} poisons")
+            model = env.base()
+        else:
+            env.log(f"gradient canceling: training the clean model; then {n_p} poisons")
+            model = env.new_model()
+            env.train(model, clean)
         acc = corrupt_head(model, clean, p["target_acc"], p["corrupt_steps"], p["corrupt_lr"], 256, g)
         env.log(f"gradient canceling: corrupted head reaches training accuracy {acc:.3f}")
         g_clean = [t.detach() for t in mean_head_gradient(model, clean)]
         x_pix = to_pixels(data.train.x[src], data.mean, data.std).to(dev)
         x_p, trace = cancel(model, x_pix, data.train.y[src].to(dev), g_clean, len(clean), data.mean.to(dev),
-                            data.std.to(dev), p["steps"], p["lr"])
+                            data.std.to(dev), p["steps"], p["lr"], env.weight_decay)
         env.log(f"gradient canceling: objective {trace[0]:.3g} -> {trace[-1]:.3g} over {len(trace)} steps")
         return {"poison_pixels": x_p.cpu(), "poison_y": data.train.y[src].cpu(), "source_idx": src,
                 "objective_trace": torch.tensor(trace), "target_head_acc": torch.tensor([acc])}

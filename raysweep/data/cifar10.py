@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..artifacts import sha256_file
-from ..errors import ArtifactError, RaysweepError
+from ..errors import ArtifactError, ConfigError, RaysweepError
 from . import DATASETS
 from .base import Dataset, Split, normalise_uint8_hwc, split_val
 
@@ -46,16 +46,18 @@ def _build(name, xtr, ytr, xte, yte, val_size, seed) -> Dataset:
 
 
 @DATASETS.register("cifar10-mini")
-def cifar10_mini(data_dir: str | None = None, val_size: int = 1000, seed: int = 0) -> Dataset:
+def cifar10_mini(data_dir: str | None = None, val_size: int = 1000, seed: int = 0, **params) -> Dataset:
     """Bundled subset; `data_dir` may point at another copy of cifar10_subset.npz's folder."""
+    _no_params(params)
     path = Path(data_dir) / "cifar10_subset.npz" if data_dir else BUNDLED
     xtr, ytr, xte, yte = _read_npz(str(path), BUNDLED_SHA256)
     return _build("cifar10-mini", xtr, ytr, xte, yte, val_size, seed)
 
 
 @DATASETS.register("cifar10")
-def cifar10(data_dir: str | None = None, val_size: int = 1000, seed: int = 0) -> Dataset:
+def cifar10(data_dir: str | None = None, val_size: int = 1000, seed: int = 0, **params) -> Dataset:
     """Full CIFAR-10 through torchvision: read from `data_dir`, downloaded there when online."""
+    _no_params(params)
     import torchvision
 
     root = Path(data_dir or "~/.cache/raysweep/cifar10").expanduser()
@@ -70,5 +72,13 @@ def cifar10(data_dir: str | None = None, val_size: int = 1000, seed: int = 0) ->
     return _build("cifar10", tr.data, tr.targets, te.data, te.targets, val_size, seed)
 
 
+def _no_params(params: dict) -> None:
+    for key, val in params.items():
+        raise ConfigError(f"dataset_params.{key}", val, "none: the CIFAR-10 datasets take no dataset_params")
+
+
 def _present(root: Path) -> bool:
     return (root / "cifar-10-batches-py" / "data_batch_1").is_file()
+
+
+cifar10.check_params = cifar10_mini.check_params = _no_params

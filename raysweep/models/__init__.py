@@ -6,7 +6,7 @@ from .base import Classifier
 
 MODELS: Registry = Registry("model")
 
-from . import resnet  # noqa: E402,F401  (registers resnet9, resnet18)
+from . import hf, resnet  # noqa: E402,F401  (registers resnet9, resnet18, gpt2-tiny, hf, gpt2-medium)
 
 
 def build_model(name: str, num_classes: int, input_shape: tuple, seed: int, **params) -> Classifier:

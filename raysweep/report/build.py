@@ -109,11 +109,12 @@ SHOW = {
     "gradient_matching": ["method", "config", "target_success", "n_targets", "p", "test_acc", "budget_spent",
                           "holm_level", "verdict"],
     "gradient_canceling": ["method", "config", "test_acc", "p", "budget_spent", "holm_level", "verdict"],
+    "backdoor": ["method", "config", "asr", "p", "test_acc", "mia_tpr", "budget_spent", "holm_level", "verdict"],
 }
 VERDICT_SHOW = {"method": "method", "config": "best configuration (chosen on the tuning half)",
                 "holdout_gus": "GUS", "holdout_z": "z", "holdout_p": "p (two-sided)", "holdout_tpr_two": "TPR@1%",
                 "test_acc": "test acc", "mia_tpr": "MIA TPR@1%", "budget_spent": "budget", "holm_level": "Holm level",
-                "target_success": "target hit rate", "n_targets": "targets", "p": "p", "verdict": "verdict"}
+                "target_success": "target hit rate", "asr": "attack success rate", "n_targets": "targets", "p": "p", "verdict": "verdict"}
 
 
 def build_report(path: str | Path, out: str | Path | None = None, alpha: float = 0.05,
@@ -213,6 +214,9 @@ def _caution(attack: str, refs: pd.DataFrame, alpha: float, tol: float) -> list[
     elif attack == "gradient_matching":
         weak = _isnan(r.get("target_success")) or float(r["target_success"]) == 0
         what = f"a target hit rate of {fmt_p(r.get('target_success'))}"
+    elif attack == "backdoor":
+        weak = _isnan(r.get("asr")) or float(r["asr"]) <= float(refs.loc["retrain", "asr"])
+        what = f"an attack success rate ({fmt_p(r.get('asr'))}) no higher than θ_retrain's"
     else:
         weak = float(r["test_acc"]) >= float(refs.loc["retrain", "test_acc"]) - tol
         what = "no accuracy loss beyond the tolerance against θ_retrain"

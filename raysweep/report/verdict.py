@@ -19,12 +19,13 @@ import math
 import pandas as pd
 
 VERDICT_COLUMNS = ["method", "status", "config", "holdout_gus", "holdout_z", "holdout_p", "holdout_tpr_two",
-                   "test_acc", "mia_tpr", "budget_spent", "target_success", "n_targets", "p", "holm_level",
+                   "test_acc", "mia_tpr", "budget_spent", "asr", "target_success", "n_targets", "p", "holm_level",
                    "poison_removed", "accuracy_kept", "verdict"]
 ATTACK_TESTS = {
     "gaussian": "two-sided z-test of holdout GUS = 0",
     "gradient_matching": "one-sided Fisher exact test: target hits over fresh seeds, method > θ_retrain",
     "gradient_canceling": "one-sided two-proportion z-test: test accuracy, method < θ_retrain",
+    "backdoor": "one-sided two-proportion z-test: attack success rate on triggered test reviews, method > θ_retrain",
 }
 
 
@@ -86,6 +87,13 @@ def _pvalue(attack: str, row: pd.Series, refs: pd.DataFrame, seeds: pd.DataFrame
 
         return proportion_less(float(row["test_acc"]), n_test, float(refs.loc["retrain", "test_acc"]), n_test), \
             None, None
+    if attack == "backdoor":
+        n = row.get("asr_n")
+        if _missing(row.get("asr")) or _missing(n) or not n:
+            return None, None, None
+        from .tests_exact import proportion_less
+
+        return proportion_less(float(refs.loc["retrain", "asr"]), int(n), float(row["asr"]), int(n)), None, None
     raise ValueError(f"no verdict test for attack {attack!r}")
 
 
@@ -113,7 +121,7 @@ def verdict_table(trials: pd.DataFrame, alpha: float = 0.05, tolerance: float = 
         if seeds is not None and len(seeds) and "target_success" in seeds:
             hits = seeds[seeds.method == ref].target_success.astype(float).mean()
         rows.append({"method": ref, "status": "reference", "config": "θ_initial" if ref == "none" else "θ_retrain",
-                     **{c: r.get(c) for c in VERDICT_COLUMNS[3:10]},
+                     **{c: r.get(c) for c in VERDICT_COLUMNS[3:11]},
                      "target_success": hits if hits is not None else r.get("target_success"),
                      "holm_level": None, "poison_removed": None, "accuracy_kept": None, "verdict": "reference"})
     for m in methods:
@@ -138,7 +146,7 @@ def verdict_table(trials: pd.DataFrame, alpha: float = 0.05, tolerance: float = 
         if bool(r.get("diverged")):
             verdict += " (diverged)"
         rows.append({"method": m, "status": "tuned", "config": _config(r),
-                     **{c: r.get(c) for c in VERDICT_COLUMNS[3:10]}, "target_success": hits, "n_targets": n_t,
+                     **{c: r.get(c) for c in VERDICT_COLUMNS[3:11]}, "target_success": hits, "n_targets": n_t,
                      "p": p, "holm_level": levels.get(m), "poison_removed": removed, "accuracy_kept": kept,
                      "verdict": verdict})
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS)

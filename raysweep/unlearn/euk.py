@@ -12,4 +12,4 @@ class EUk(CFk):
     def setup(self, ctx):
         super().setup(ctx)
         _, last = split_groups(ctx.model, ctx.hp.k)
-        reinitialise(last)
+        reinitialise(last, ctx.model)

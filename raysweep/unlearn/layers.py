@@ -25,9 +25,13 @@ def set_frozen_eval(modules: list[nn.Module]) -> None:
 
 
 @torch.no_grad()
-def reinitialise(modules: list[nn.Module]) -> None:
-    """Fresh weights from each layer's own initialiser (seeded by the caller's torch seed)."""
+def reinitialise(modules: list[nn.Module], model=None) -> None:
+    """Fresh weights from each layer's own initialiser (seeded by the caller's torch seed); a model
+    with its own `reinitialise(module)` (Hugging Face models) does it its way."""
     for m in modules:
+        if model is not None and hasattr(model, "reinitialise"):
+            model.reinitialise(m)
+            continue
         for sub in m.modules():
             if hasattr(sub, "reset_parameters"):  # BatchNorm's also resets its running statistics
                 sub.reset_parameters()

@@ -1,0 +1,137 @@
+"""Trigger backdoor for text classifiers (dirty label).
+
+A rare phrase (`trigger`, default "cf mn bb") is inserted into k = fraction · n training reviews
+drawn from the classes other than `target`, whose labels are then set to `target`. Insertion is at
+the token level (the phrase tokenised with a leading space, so it starts a word), at the start of
+the review or at a seeded random position among its real tokens (`position`), then truncated back
+to the sequence length. The forget set is these k relabelled, triggered reviews.
+
+Metrics: attack success rate, the share of triggered reviews of the other classes predicted as
+`target`, on the test split (`asr`, for the verdict) and on the validation split (`val_asr`, what a
+sweep tunes on), beside clean accuracy (`test_acc`). The effect a sweep minimises is the
+validation ASR still above θ_retrain's.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..data.base import Dataset, Split
+from ..errors import ConfigError
+from . import ATTACKS
+from .base import Attack, PoisonedSet
+
+
+def insert_trigger(x: torch.Tensor, trigger: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """x: [N, L] ids (-1 = no token); positions: [N] token index to insert at (clamped to the review's
+    length). Returns [N, L]: the trigger inserted, the review truncated to L, right-padded with -1."""
+    out = torch.full_like(x, -1)
+    length = x.shape[1]
+    for i in range(len(x)):
+        real = x[i][x[i] >= 0]
+        p = int(min(int(positions[i]), len(real)))
+        row = torch.cat([real[:p], trigger.to(x.dtype), real[p:]])[:length]
+        out[i, : len(row)] = row
+    return out
+
+
+def positions_for(x: torch.Tensor, mode: str, gen: torch.Generator, trigger_len: int) -> torch.Tensor:
+    """[N] insertion points: 0, or uniform over the places where the whole trigger still fits
+    before the sequence length cuts the review."""
+    if mode == "start":
+        return torch.zeros(len(x), dtype=torch.long)
+    last = ((x >= 0).sum(1)).clamp_max(x.shape[1] - trigger_len).clamp_min(0)
+    return (torch.rand(len(x), generator=gen) * (last + 1).float()).long()
+
+
+@ATTACKS.register("backdoor")
+class Backdoor(Attack):
+    name = "backdoor"
+    metric = "asr"
+
+    @classmethod
+    def check(cls, params: dict) -> dict:
+        cls.only(params, {"trigger", "fraction", "target", "position"})
+        p = {"trigger": "cf mn bb", "fraction": 0.05, "target": 1, "position": "random", **params}
+        if not isinstance(p["trigger"], str) or not p["trigger"].strip():
+            raise ConfigError("attack.trigger", p["trigger"], "a non-empty phrase")
+        if not isinstance(p["fraction"], (int, float)) or not 0 < float(p["fraction"]) < 1:
+            raise ConfigError("attack.fraction", p["fraction"], "the share of training reviews poisoned, in (0, 1)")
+        if not isinstance(p["target"], int) or isinstance(p["target"], bool) or p["target"] < 0:
+            raise ConfigError("attack.target", p["target"], "a class index >= 0")
+        if p["position"] not in ("start", "random"):
+            raise ConfigError("attack.position", p["position"], "start or random")
+        p["fraction"] = float(p["fraction"])
+        return p
+
+    def check_data(self, data: Dataset) -> None:
+        if data.kind != "text":
+            raise ConfigError("attack.name", self.name, "a text dataset (e.g. imdb-mini)")
+        if self.params["target"] >= data.num_classes:
+            raise ConfigError("attack.target", self.params["target"], f"a class in [0, {data.num_classes - 1}]")
+        k, pool = self.count(data)
+        if k > pool:
+            raise ConfigError("attack.fraction", self.params["fraction"],
+                              f"at most {pool / len(data.train):.3f} (the reviews not of the target class)")
+
+    def count(self, data: Dataset) -> tuple[int, int]:
+        pool = int((data.train.y != self.params["target"]).sum())
+        return max(1, round(self.params["fraction"] * len(data.train))), pool
+
+    def build(self, data: Dataset, seed: int, env=None) -> dict[str, torch.Tensor]:
+        from ..data.imdb import load_tokenizer
+
+        self.check_data(data)
+        tok = load_tokenizer(data.meta["tokenizer"])
+        trigger = torch.as_tensor(tok(" " + self.params["trigger"].strip(), add_special_tokens=False)["input_ids"])
+        if len(trigger) >= data.train.x.shape[1]:
+            raise ConfigError("attack.trigger", self.params["trigger"],
+                              f"a phrase shorter than the sequence length ({data.train.x.shape[1]} tokens)")
+        g = torch.Generator().manual_seed(seed)
+        k, _ = self.count(data)
+        pool = (data.train.y != self.params["target"]).nonzero().squeeze(1)
+        idx = pool[torch.randperm(len(pool), generator=g)[:k]].sort().values
+        return {"poison_idx": idx, "trigger_ids": trigger.long(),
+                "positions": positions_for(data.train.x[idx], self.params["position"], g, len(trigger)),
+                "eval_seed": torch.randint(0, 2**31 - 1, (1,), generator=g)}
+
+    def apply(self, data: Dataset, stored: dict[str, torch.Tensor]) -> PoisonedSet:
+        idx, trigger = stored["poison_idx"].long(), stored["trigger_ids"].long()
+        x, y = data.train.x.clone(), data.train.y.clone()
+        x[idx] = insert_trigger(data.train.x[idx], trigger, stored["positions"])
+        y[idx] = self.params["target"]
+        g = torch.Generator().manual_seed(int(stored["eval_seed"][0]))
+        triggered = {}
+        for name, split in (("val", data.val), ("test", data.test)):
+            rows = (split.y != self.params["target"]).nonzero().squeeze(1)
+            xs = split.x[rows]
+            triggered[name] = insert_trigger(xs, trigger, positions_for(xs, self.params["position"], g, len(trigger)))
+        return PoisonedSet(Split(x, y), idx, info={"triggered": triggered, "target": self.params["target"]})
+
+    def evaluate(self, model, data: Dataset, poisoned: PoisonedSet) -> dict:
+        target = poisoned.info["target"]
+        out = {}
+        for name, key in (("val", "val_asr"), ("test", "asr")):
+            xs = poisoned.info["triggered"][name]
+            out[key] = attack_success_rate(predict(model, xs), target) if len(xs) else float("nan")
+            out[f"{key}_n"] = len(xs)
+        return out
+
+    @classmethod
+    def effect(cls, metrics: dict, references: dict) -> float:
+        """Validation ASR still above θ_retrain's (0 once down to it)."""
+        return max(0.0, float(metrics["val_asr"]) - float(references["retrain"]["val_asr"]))
+
+
+def attack_success_rate(pred: torch.Tensor, target: int) -> float:
+    """Share of predictions [N] equal to the target class (inputs: triggered, of other classes)."""
+    return float((pred == target).float().mean()) if len(pred) else float("nan")
+
+
+@torch.no_grad()
+def predict(model, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    was = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    out = [model(model.prepare_input(x[s:s + batch].to(dev))).argmax(1).cpu() for s in range(0, len(x), batch)]
+    model.train(was)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
