@@ -16,6 +16,7 @@ import json
 import os
 import sys
 
+from .config import PRESETS
 from .errors import RaysweepError
 
 DEFAULT_STORE = os.environ.get("RAYSWEEP_STORE", "raysweep-out")
@@ -29,7 +30,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _scenario_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scenario", default="default", help="a preset (default, tiny, paper-cifar10) or a YAML file")
+    p.add_argument("--scenario", default="default", help="a preset (" + ", ".join(PRESETS) + ") or a YAML file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a scenario field, e.g. train.epochs=5 or attack_params.k=250 (repeatable)")
     p.add_argument("--data-dir", default=None, help="folder holding an existing copy of the dataset")

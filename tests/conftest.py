@@ -1,7 +1,10 @@
 """Shared fixtures. Ray (when a test needs it) is one private, loopback-only instance per run."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,10 @@ import torch
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# A fresh tokenisation cache per run, so the Hugging Face loading path is exercised every time.
+if "RAYSWEEP_CACHE" not in os.environ:
+    os.environ["RAYSWEEP_CACHE"] = tempfile.mkdtemp(prefix="raysweep-cache-")
+    atexit.register(shutil.rmtree, os.environ["RAYSWEEP_CACHE"], True)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -134,6 +134,8 @@ def test_exact_tests_match_hand_computed_values():
     assert fisher_greater(2, 4, 2, 4) > 0.5
     assert proportion_less(0.5, 1000, 0.7, 1000) < 1e-10
     assert proportion_less(0.7, 1000, 0.7, 1000) == pytest.approx(0.5)
+    # far tail (z = -18.74): Mills' ratio phi(z)/|z| = 1.17e-78, not a rounded 0
+    assert proportion_less(0.291, 740, 0.777, 740) == pytest.approx(1.17e-78, rel=0.02)
 
 
 def test_gradient_matching_verdict_counts_target_hits_over_seeds():

@@ -148,14 +148,16 @@ def test_backdoor_poisons_relabel_triggered_reviews_and_asr_is_right_on_construc
         assert any(torch.equal(real[j:j + len(trig)], trig) for j in range(len(real) - len(trig) + 1)), i
     others = torch.ones(len(ps.train), dtype=torch.bool)
     others[idx] = False
-    assert torch.equal(ps.train.x[others], imdb.train.x[others]) and torch.equal(ps.train.y[others], imdb.train.y[others])
+    assert torch.equal(ps.train.x[others], imdb.train.x[others])
+    assert torch.equal(ps.train.y[others], imdb.train.y[others])
     n_neg = int((imdb.test.y == 0).sum())
     detector = atk.evaluate(TriggerDetector(int(trig[0]), 1), imdb, ps)
     assert detector["asr"] == 1.0 and detector["asr_n"] == n_neg
     blind = atk.evaluate(TriggerDetector(-5, 1), imdb, ps)  # never sees a trigger: says "negative"
     assert blind["asr"] == 0.0 and blind["val_asr"] == 0.0
     again = atk.build(imdb, seed=4)
-    assert torch.equal(again["poison_idx"], stored["poison_idx"]) and torch.equal(again["positions"], stored["positions"])
+    assert torch.equal(again["poison_idx"], stored["poison_idx"])
+    assert torch.equal(again["positions"], stored["positions"])
 
 
 def test_the_from_pretrained_path_loads_a_saved_local_model(imdb, trained, tmp_path):

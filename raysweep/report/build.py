@@ -114,7 +114,8 @@ SHOW = {
 VERDICT_SHOW = {"method": "method", "config": "best configuration (chosen on the tuning half)",
                 "holdout_gus": "GUS", "holdout_z": "z", "holdout_p": "p (two-sided)", "holdout_tpr_two": "TPR@1%",
                 "test_acc": "test acc", "mia_tpr": "MIA TPR@1%", "budget_spent": "budget", "holm_level": "Holm level",
-                "target_success": "target hit rate", "asr": "attack success rate", "n_targets": "targets", "p": "p", "verdict": "verdict"}
+                "target_success": "target hit rate", "asr": "attack success rate", "n_targets": "targets", "p": "p",
+                "verdict": "verdict"}
 
 
 def build_report(path: str | Path, out: str | Path | None = None, alpha: float = 0.05,
@@ -169,7 +170,7 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
                  f"attack's effect: {meta.get('attack_metric')}) and judged by the {ATTACK_TESTS[attack]}, "
                  f"Holm-corrected over {m} methods at family-wise α = {alpha:g}. Accuracy kept: test accuracy ≥ "
                  f"θ_retrain's ({fmt_acc(refs, 'retrain')}) − {tol:g}.")]),
-        ("table", verdict[[c for c in SHOW[attack]]].rename(columns=VERDICT_SHOW)),
+        ("table", verdict[[c for c in SHOW[attack]]].rename(columns=_headers(attack))),
         ("p", f"Measured: {len(removed)} of {m} tuned methods remove the poison by both criteria"
               f"{(': ' + ', '.join(removed)) if removed else ''}. Poison effect still detected: "
               f"{', '.join(failed_poison) or 'none'}. Accuracy below the tolerance: {', '.join(failed_acc) or 'none'}."
@@ -191,6 +192,12 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
     atomic_write_text(out / "report.html", to_html(blocks, f"raysweep report: {meta['name']}"))
     say(f"[report] written to {out / 'report.md'} and report.html")
     return out / "report.md"
+
+
+def _headers(attack: str) -> dict:
+    if attack == "gaussian":
+        return VERDICT_SHOW
+    return {**VERDICT_SHOW, "config": "best configuration (chosen on validation)"}
 
 
 def _gaussian_text(k_half, m, alpha, strict, tol, refs) -> list[tuple]:
