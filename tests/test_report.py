@@ -157,3 +157,28 @@ def test_gradient_canceling_verdict_tests_accuracy_against_retrain():
     v = verdict_table(t, attack="gradient_canceling", n_test=1000).set_index("method")
     assert v.loc["gd", "verdict"] == "removes the poison"
     assert v.loc["ga", "verdict"] == "fails: poison remains and accuracy below retrain"
+
+
+def test_backdoor_verdict_tests_attack_success_against_retrain():
+    t = table([("gd", 0.0, 0.70), ("ssd", 0.0, 0.70)])
+    asr = {"none": 0.80, "retrain": 0.30, "gd": 0.78, "ssd": 0.31}
+    t["asr"], t["asr_n"] = t.method.map(asr), 740.0
+    v = verdict_table(t, attack="backdoor").set_index("method")
+    assert v.loc["gd", "verdict"] == "fails: poison remains" and v.loc["gd", "p"] < 1e-50
+    assert v.loc["ssd", "verdict"] == "removes the poison" and v.loc["ssd", "p"] > 0.3
+    assert v.loc["none", "asr"] == 0.80 and v.loc["none", "asr_n"] == 740
+
+
+@pytest.mark.parametrize("attack,none,retrain,weak", [
+    ("gradient_canceling", {"test_acc": 0.680}, {"test_acc": 0.704}, True),    # p = 0.12: no detectable drop
+    ("gradient_canceling", {"test_acc": 0.600}, {"test_acc": 0.704}, False),   # p ~ 1e-6
+    ("backdoor", {"asr": 0.33, "asr_n": 740}, {"asr": 0.30, "asr_n": 740}, True),
+    ("backdoor", {"asr": 0.80, "asr_n": 740}, {"asr": 0.30, "asr_n": 740}, False),
+])
+def test_the_report_cautions_when_theta_initial_shows_no_poison_effect(attack, none, retrain, weak):
+    from raysweep.report.build import _caution
+
+    refs = pd.DataFrame([{"method": "none", "test_acc": 0.7, **none},
+                         {"method": "retrain", "test_acc": 0.7, **retrain}]).set_index("method")
+    got = _caution(attack, refs, 0.05, 0.02, n_test=1000)
+    assert bool(got) == weak and (not got or "uninformative" in got[0][1])

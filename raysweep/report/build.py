@@ -176,7 +176,7 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
               f"{', '.join(failed_poison) or 'none'}. Accuracy below the tolerance: {', '.join(failed_acc) or 'none'}."
               f" Not rejecting is absence of evidence at this sample size, not proof of removal."),
     ]
-    blocks.extend(_caution(attack, refs, alpha, tol))
+    blocks.extend(_caution(attack, refs, alpha, tol, meta.get("n_test")))
     if sr is not None:
         cols = [c for c in ("holdout_gus", "holdout_z", "target_success", "test_acc", "mia_tpr") if c in sr]
         agg = sr.groupby("method", sort=False)[cols].agg(["mean", "std"])
@@ -210,11 +210,14 @@ def _gaussian_text(k_half, m, alpha, strict, tol, refs) -> list[tuple]:
                   f"θ_retrain's ({fmt_acc(refs, 'retrain')}) − {tol:g}.")]
 
 
-def _caution(attack: str, refs: pd.DataFrame, alpha: float, tol: float) -> list[tuple]:
-    """A warning when θ_initial itself shows no poison effect: every "removes" is then uninformative."""
+def _caution(attack: str, refs: pd.DataFrame, alpha: float, tol: float, n_test: int | None = None) -> list[tuple]:
+    """A warning when θ_initial itself shows no poison effect (by the attack's own test against
+    θ_retrain, uncorrected): every "removes" is then uninformative."""
+    from .tests_exact import proportion_less
+
     if "none" not in refs.index:
         return []
-    r = refs.loc["none"]
+    r, base = refs.loc["none"], refs.loc["retrain"]
     if attack == "gaussian":
         weak = _isnan(r.get("holdout_p")) or float(r["holdout_p"]) > alpha
         what = f"no significant signal on the held-out half (p = {fmt_p(r.get('holdout_p'))} > α = {alpha:g})"
@@ -222,11 +225,18 @@ def _caution(attack: str, refs: pd.DataFrame, alpha: float, tol: float) -> list[
         weak = _isnan(r.get("target_success")) or float(r["target_success"]) == 0
         what = f"a target hit rate of {fmt_p(r.get('target_success'))}"
     elif attack == "backdoor":
-        weak = _isnan(r.get("asr")) or float(r["asr"]) <= float(refs.loc["retrain", "asr"])
-        what = f"an attack success rate ({fmt_p(r.get('asr'))}) no higher than θ_retrain's"
+        n = r.get("asr_n")
+        p = None if _isnan(r.get("asr")) or _isnan(n) else proportion_less(float(base["asr"]), int(n),
+                                                                            float(r["asr"]), int(n))
+        weak = p is None or p > alpha
+        what = (f"an attack success rate ({fmt_p(r.get('asr'))}) not significantly above θ_retrain's "
+                f"({fmt_p(base.get('asr'))}; p = {fmt_p(p)})")
     else:
-        weak = float(r["test_acc"]) >= float(refs.loc["retrain", "test_acc"]) - tol
-        what = "no accuracy loss beyond the tolerance against θ_retrain"
+        p = proportion_less(float(r["test_acc"]), int(n_test), float(base["test_acc"]), int(n_test)) \
+            if n_test else None
+        weak = (p is None or p > alpha) or float(r["test_acc"]) >= float(base["test_acc"]) - tol
+        what = (f"no significant accuracy loss against θ_retrain ({fmt_p(r.get('test_acc'))} vs "
+                f"{fmt_p(base.get('test_acc'))}; one-sided p = {fmt_p(p)})")
     if not weak:
         return []
     return [("p", f"Caution: θ_initial itself shows {what}, so 'removes the poison' is uninformative here: there "

@@ -12,6 +12,8 @@ def fmt(v) -> str:
         return "–"
     if isinstance(v, bool):
         return "yes" if v else "no"
+    if isinstance(v, float) and v.is_integer() and abs(v) >= 1:  # counts held in float columns (targets)
+        return str(int(v))
     if isinstance(v, float):
         if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e4):
             return f"{v:.2e}"

@@ -19,8 +19,8 @@ import math
 import pandas as pd
 
 VERDICT_COLUMNS = ["method", "status", "config", "holdout_gus", "holdout_z", "holdout_p", "holdout_tpr_two",
-                   "test_acc", "mia_tpr", "budget_spent", "asr", "target_success", "n_targets", "p", "holm_level",
-                   "poison_removed", "accuracy_kept", "verdict"]
+                   "test_acc", "mia_tpr", "budget_spent", "asr", "asr_n", "target_success", "n_targets", "p",
+                   "holm_level", "poison_removed", "accuracy_kept", "verdict"]
 ATTACK_TESTS = {
     "gaussian": "two-sided z-test of holdout GUS = 0",
     "gradient_matching": "one-sided Fisher exact test: target hits over fresh seeds, method > θ_retrain",
@@ -121,7 +121,7 @@ def verdict_table(trials: pd.DataFrame, alpha: float = 0.05, tolerance: float = 
         if seeds is not None and len(seeds) and "target_success" in seeds:
             hits = seeds[seeds.method == ref].target_success.astype(float).mean()
         rows.append({"method": ref, "status": "reference", "config": "θ_initial" if ref == "none" else "θ_retrain",
-                     **{c: r.get(c) for c in VERDICT_COLUMNS[3:11]},
+                     **{c: r.get(c) for c in VERDICT_COLUMNS[3:12]},
                      "target_success": hits if hits is not None else r.get("target_success"),
                      "holm_level": None, "poison_removed": None, "accuracy_kept": None, "verdict": "reference"})
     for m in methods:
@@ -146,7 +146,7 @@ def verdict_table(trials: pd.DataFrame, alpha: float = 0.05, tolerance: float = 
         if bool(r.get("diverged")):
             verdict += " (diverged)"
         rows.append({"method": m, "status": "tuned", "config": _config(r),
-                     **{c: r.get(c) for c in VERDICT_COLUMNS[3:11]}, "target_success": hits, "n_targets": n_t,
+                     **{c: r.get(c) for c in VERDICT_COLUMNS[3:12]}, "target_success": hits, "n_targets": n_t,
                      "p": p, "holm_level": levels.get(m), "poison_removed": removed, "accuracy_kept": kept,
                      "verdict": verdict})
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
