@@ -215,9 +215,9 @@ def prepare(cfg: ScenarioConfig, store: Store | str, device: torch.device | str 
     stored = attack.build(data, derive_seed(cfg.seed, "poison"), env)
     ps = attack.apply(data, stored)
     g = torch.Generator().manual_seed(derive_seed(cfg.seed, "control"))
-    control = torch.randn(ps.noise.shape, generator=g) * ps.eps if ps.noise is not None else torch.zeros(0)
-    if ps.noise is not None and data.kind == "text":  # like the poisons' own: real tokens only
-        control *= (ps.clean_x >= 0).unsqueeze(-1).to(control.dtype)
+    control = torch.zeros(0)
+    if ps.noise is not None:  # fresh noise on the same support as the poisons' own (text: real tokens only)
+        control = torch.randn(ps.noise.shape, generator=g) * ps.eps * (ps.noise != 0)
     perm = torch.randperm(ps.k, generator=g)
     tune_rows, holdout_rows = perm[: ps.k // 2].sort().values, perm[ps.k // 2:].sort().values
     poison_file = {**stored, "_control_noise": control, "_tune_rows": tune_rows, "_holdout_rows": holdout_rows}

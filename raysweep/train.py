@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -75,46 +76,52 @@ def train(model, data: Split, cfg: TrainConfig, seed: int, label: str = "train",
     opt = make_optimizer(params, cfg)
     autocast = cfg.bf16 and dev.type == "cuda"
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    trained = {id(p) for p in params}
-    frozen = [p for p in model.parameters() if id(p) not in trained and p.requires_grad]
+    with _only_trainable(model, only):
+        spent, step, t0, last = 0, 0, time.perf_counter(), float("nan")
+        for epoch in range(cfg.epochs):
+            perm = torch.randperm(n, generator=g).to(data.y.device)
+            loss_sum = torch.zeros((), device=dev)
+            for start in range(0, n, cfg.batch_size):
+                idx = perm[start:start + cfg.batch_size]
+                x, y, delta = data.batch(idx)
+                if cfg.augment:
+                    if delta is not None:
+                        raise ValueError("augmentation of inputs carrying embedding noise is not supported")
+                    x = augment_batch(x, g)
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(step, total, warmup, cfg.lr)
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+                    logits = model(model.prepare_input(x), delta)
+                loss = F.cross_entropy(logits.float(), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += loss.detach() * len(idx)
+                spent += len(idx)
+                step += 1
+            last = loss_sum.item() / n
+            if not math.isfinite(last):
+                raise FloatingPointError(f"{label}: training loss became {last} in epoch {epoch + 1}")
+            say(f"[{label}] epoch {epoch + 1}/{cfg.epochs}  loss {last:.4f}  {time.perf_counter() - t0:.0f}s")
+        return TrainResult(spent, time.perf_counter() - t0, last)
+
+
+@contextmanager
+def _only_trainable(model, only: nn.Module | None):
+    """Train mode for `model`, or: every parameter outside `only` frozen and in eval mode (batch-norm
+    statistics fixed), `only` in train mode; requires_grad is restored afterwards."""
+    if only is None:
+        model.train()
+        yield
+        return
+    keep = {id(p) for p in only.parameters()}
+    frozen = [p for p in model.parameters() if id(p) not in keep and p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)
-    model.train(only is None)
-    if only is not None:
-        only.train()
+    model.eval()
+    only.train()
     try:
-        return _loop(model, data, cfg, g, opt, total, warmup, autocast, say, label, dev)
+        yield
     finally:
         for p in frozen:
             p.requires_grad_(True)
-
-
-def _loop(model, data, cfg, g, opt, total, warmup, autocast, say, label, dev) -> TrainResult:
-    n = len(data)
-    spent, step, t0, last = 0, 0, time.perf_counter(), float("nan")
-    for epoch in range(cfg.epochs):
-        perm = torch.randperm(n, generator=g).to(data.y.device)
-        loss_sum = torch.zeros((), device=dev)
-        for start in range(0, n, cfg.batch_size):
-            idx = perm[start:start + cfg.batch_size]
-            x, y, delta = data.batch(idx)
-            if cfg.augment:
-                if delta is not None:
-                    raise ValueError("augmentation of inputs carrying embedding noise is not supported")
-                x = augment_batch(x, g)
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, total, warmup, cfg.lr)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
-                logits = model(model.prepare_input(x), delta)
-            loss = F.cross_entropy(logits.float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach() * len(idx)
-            spent += len(idx)
-            step += 1
-        last = loss_sum.item() / n
-        if not math.isfinite(last):
-            raise FloatingPointError(f"{label}: training loss became {last} in epoch {epoch + 1}")
-        say(f"[{label}] epoch {epoch + 1}/{cfg.epochs}  loss {last:.4f}  {time.perf_counter() - t0:.0f}s")
-    return TrainResult(spent, time.perf_counter() - t0, last)

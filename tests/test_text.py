@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from raysweep.attacks import BuildEnv, make_attack
-from raysweep.attacks.backdoor import attack_success_rate, insert_trigger
+from raysweep.attacks.backdoor import insert_trigger
 from raysweep.config import TrainConfig, load_scenario
 from raysweep.data import load_dataset
 from raysweep.data.imdb import encode, load_tokenizer
@@ -107,14 +107,12 @@ def test_gus_on_never_trained_noise_is_calibrated(imdb, trained):
     assert abs(summ["z"]) < 4 and 0.85 < float(s.std()) < 1.15, summ
 
 
-def test_insert_trigger_and_the_attack_success_rate():
+def test_insert_trigger():
     x = torch.tensor([[5, 6, 7, -1, -1], [1, 2, 3, 4, 5]])
     out = insert_trigger(x, torch.tensor([9, 9]), torch.tensor([1, 0]))
     assert out.tolist() == [[5, 9, 9, 6, 7], [9, 9, 1, 2, 3]]
     far = insert_trigger(x[:1], torch.tensor([9]), torch.tensor([10]))  # past the end: appended
     assert far.tolist() == [[5, 6, 7, 9, -1]]
-    assert attack_success_rate(torch.tensor([1, 1, 0, 1]), 1) == 0.75
-    assert attack_success_rate(torch.tensor([0, 0]), 1) == 0.0
 
 
 class TriggerDetector(torch.nn.Module):
@@ -155,6 +153,11 @@ def test_backdoor_poisons_relabel_triggered_reviews_and_asr_is_right_on_construc
     assert detector["asr"] == 1.0 and detector["asr_n"] == n_neg
     blind = atk.evaluate(TriggerDetector(-5, 1), imdb, ps)  # never sees a trigger: says "negative"
     assert blind["asr"] == 0.0 and blind["val_asr"] == 0.0
+    the = load_tokenizer(str(TOKENIZER))(" the", add_special_tokens=False)["input_ids"][0]
+    partial = atk.evaluate(TriggerDetector(the, 1), imdb, ps)  # "positive" exactly when " the" occurs
+    triggered = ps.info["triggered"]["test"]
+    assert partial["asr"] == pytest.approx(float((triggered == the).any(1).float().mean()))
+    assert 0 < partial["asr"] < 1
     again = atk.build(imdb, seed=4)
     assert torch.equal(again["poison_idx"], stored["poison_idx"])
     assert torch.equal(again["positions"], stored["positions"])

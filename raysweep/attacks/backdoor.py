@@ -17,6 +17,7 @@ import torch
 
 from ..data.base import Dataset, Split
 from ..errors import ConfigError
+from ..metrics import evaluate
 from . import ATTACKS
 from .base import Attack, PoisonedSet
 
@@ -112,7 +113,8 @@ class Backdoor(Attack):
         out = {}
         for name, key in (("val", "val_asr"), ("test", "asr")):
             xs = poisoned.info["triggered"][name]
-            out[key] = attack_success_rate(predict(model, xs), target) if len(xs) else float("nan")
+            # ASR = accuracy against the label "target" on the triggered reviews of the other classes
+            out[key] = evaluate(model, Split(xs, torch.full((len(xs),), target, dtype=torch.long)))["acc"]
             out[f"{key}_n"] = len(xs)
         return out
 
@@ -121,17 +123,3 @@ class Backdoor(Attack):
         """Validation ASR still above θ_retrain's (0 once down to it)."""
         return max(0.0, float(metrics["val_asr"]) - float(references["retrain"]["val_asr"]))
 
-
-def attack_success_rate(pred: torch.Tensor, target: int) -> float:
-    """Share of predictions [N] equal to the target class (inputs: triggered, of other classes)."""
-    return float((pred == target).float().mean()) if len(pred) else float("nan")
-
-
-@torch.no_grad()
-def predict(model, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    was = model.training
-    model.eval()
-    dev = next(model.parameters()).device
-    out = [model(model.prepare_input(x[s:s + batch].to(dev))).argmax(1).cpu() for s in range(0, len(x), batch)]
-    model.train(was)
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)

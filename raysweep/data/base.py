@@ -57,7 +57,7 @@ class Dataset:
     kind: str = "image"  # "image" | "text"
     mean: torch.Tensor | None = None
     std: torch.Tensor | None = None
-    meta: dict = field(default_factory=dict)  # text: {"tokenizer": spec, "pad": id marking no token}
+    meta: dict = field(default_factory=dict)  # text: {"tokenizer": the spec its ids came from}
 
     @property
     def num_classes(self) -> int:

@@ -129,7 +129,7 @@ def _build(name: str, source: str, source_key: str, val_size: int, seed: int, pa
     xtr, ytr, xte, yte = tokenised(source, source_key, p["tokenizer"], p["max_length"])
     val, test = split_val(xte, yte, val_size, seed)
     return Dataset(name, Split(xtr, ytr), val, test, list(CLASSES), "text",
-                   meta={"tokenizer": p["tokenizer"], "pad": PAD})
+                   meta={"tokenizer": p["tokenizer"]})
 
 
 @DATASETS.register("imdb-mini")
