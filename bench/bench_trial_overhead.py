@@ -70,9 +70,10 @@ def main() -> None:
     ray.init(address="local", num_cpus=a.threads, include_dashboard=False, log_to_driver=False)
     spec = TrialSpec(method=a.method, budget=a.budget, floor=0.0, checkpoint_every=every, threads=a.threads,
                      bundle=scen.bundle(), scenario_hash=scen.hash)
-    trainable = tune.with_resources(tune.with_parameters(unlearn_trial, spec=spec), {"cpu": a.threads})
+    trainable = tune.with_resources(tune.with_parameters(unlearn_trial, specs={a.method: spec}),
+                                   {"cpu": a.threads})
     with tempfile.TemporaryDirectory() as tmp:
-        tuner = tune.Tuner(trainable, param_space={"cap_share": 1.0},
+        tuner = tune.Tuner(trainable, param_space={"cap_share": 1.0, "method": a.method},
                            tune_config=tune.TuneConfig(num_samples=a.n + 1, reuse_actors=True,
                                                        max_concurrent_trials=1),
                            run_config=tune.RunConfig(name="overhead", storage_path=tmp, verbose=0))

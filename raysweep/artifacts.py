@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -29,22 +30,47 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temp file in the same folder + rename."""
+def fsync_path(path: Path) -> None:
+    """Flush a file (or a directory's entries) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call `write(tmp_path)` on a uniquely named temp file in `path`'s folder, fsync it, rename it
+    onto `path`: a reader sees the old file or the whole new one, and two writers never share a temp."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report or manifest is meant to be shared
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        write(Path(tmp))
+        fsync_path(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temp file in the same folder + rename."""
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def atomic_write_table(df, path: Path) -> Path:
+    """A pandas table as .parquet or .csv (by `path`'s suffix), written atomically."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
+    else:
+        atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
+    return path
 
 
 class Store:
@@ -83,9 +109,13 @@ class LocalStore(Store):
         return p
 
     def staging(self, key: str) -> Path:
+        """A fresh build folder `.<name>.<host>-<pid>.<random>.tmp`; staging folders left by a process
+        of this host that is gone (killed mid-build) are removed first."""
         parent = self.path(key).parent
         parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=parent, prefix=f".{Path(key).name}.", suffix=".tmp"))
+        clean_stale_staging(parent)
+        host = socket.gethostname().replace(".", "_").replace("-", "_")
+        return Path(tempfile.mkdtemp(dir=parent, prefix=f".{Path(key).name}.{host}-{os.getpid()}.", suffix=".tmp"))
 
     def publish(self, key: str, staged: Path) -> Path:
         final = self.path(key)
@@ -96,13 +126,40 @@ class LocalStore(Store):
                 shutil.rmtree(staged, ignore_errors=True)
             else:
                 raise
+        fsync_path(final.parent)
         return final
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_staging(parent: Path) -> list[Path]:
+    """Remove `.*.<host>-<pid>.*.tmp` folders in `parent` whose process (on this host) no longer runs."""
+    host = socket.gethostname().replace(".", "_").replace("-", "_")
+    removed = []
+    for p in parent.glob(".*.tmp"):
+        parts = p.name.split(".")
+        owner = next((x for x in parts if x.startswith(f"{host}-")), None)
+        if not p.is_dir() or owner is None or not owner[len(host) + 1:].isdigit():
+            continue
+        if not _alive(int(owner[len(host) + 1:])):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
 
 
 def save_tensors(folder: Path, name: str, tensors: dict[str, torch.Tensor]) -> str:
     """Save to folder/name (safetensors); returns its sha256."""
     path = folder / name
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
+    fsync_path(path)
     return sha256_file(path)
 
 
@@ -115,9 +172,28 @@ def read_manifest(folder: Path) -> dict:
     if not p.is_file():
         raise ArtifactError(f"artifact {folder} has no manifest.json: delete the folder and run prepare again")
     try:
-        return json.loads(p.read_text())
+        manifest = json.loads(p.read_text())
     except json.JSONDecodeError as e:
         raise ArtifactError(f"artifact {p} is not valid JSON ({e}): delete {folder} and run prepare again") from e
+    missing = [k for k in MANIFEST_KEYS if k not in manifest] if isinstance(manifest, dict) else list(MANIFEST_KEYS)
+    if missing:
+        raise ArtifactError(f"artifact {p} lacks {', '.join(missing)}: delete {folder} and run prepare again")
+    return manifest
+
+
+MANIFEST_KEYS = ("hash", "config", "metrics", "compute", "files")
+
+
+def verify(folder: Path, manifest: dict) -> None:
+    """Check every file the manifest lists against its sha256 (without loading it)."""
+    for name, want in manifest["files"].items():
+        path = folder / name
+        if not path.is_file():
+            raise ArtifactError(f"artifact file {path} is missing: delete {folder} and run prepare again")
+        got = sha256_file(path)
+        if got != want:
+            raise ArtifactError(f"artifact file {path} fails its checksum (manifest {want}, file {got}): "
+                                f"delete {folder} and run prepare again")
 
 
 def load_tensors(folder: Path, name: str, manifest: dict) -> dict[str, torch.Tensor]:

@@ -20,6 +20,7 @@ from .config import PRESETS
 from .errors import RaysweepError
 
 DEFAULT_STORE = os.environ.get("RAYSWEEP_STORE", "raysweep-out")
+DEMO_TRIALS = 4   # trials per method in `raysweep demo` (README: its measured time)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -37,6 +38,9 @@ def _scenario_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .sweep.setup import SweepConfig
+
+    D = SweepConfig(methods=[])  # the run defaults live in one place: SweepConfig
     ap = argparse.ArgumentParser(prog="raysweep", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="verb", required=True)
     p = sub.add_parser("prepare", help="poison the data, train θ_initial and θ_retrain, evaluate both (once)")
@@ -61,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     _scenario_args(p)
     _common(p)
     p.add_argument("--methods", default="all", help="comma-separated methods, or all (default)")
-    p.add_argument("--trials", type=int, default=8, help="trials per method (default 8)")
-    p.add_argument("--budget", type=float, default=0.1, help="budget cap per trial, fraction of training compute")
+    p.add_argument("--trials", type=int, default=D.trials, help=f"trials per method (default {D.trials})")
+    p.add_argument("--budget", type=float, default=D.budget,
+                   help=f"budget cap per trial, fraction of training compute (default {D.budget})")
     p.add_argument("--address", default=None, help="join an existing Ray cluster (auto, ray://host:10001)")
     p.add_argument("--storage-path", default=None, help="sweeps root, shared on a cluster (default STORE/sweeps)")
     p.add_argument("--name", default=None, help="sweep name (default: scenario-hash-time); reuse with --resume")
@@ -71,9 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GPUs per trial; fractions pack trials on one card (default: 0.25 with GPUs, else 0)")
     p.add_argument("--max-concurrent", type=int, default=0, help="trials at once (default: what resources allow)")
     p.add_argument("--multi-objective", action="store_true", help="search (|GUS_tune|, val_acc); mark Pareto set")
-    p.add_argument("--tolerance", type=float, default=0.02, help="accuracy floor below θ_retrain (default 0.02)")
+    p.add_argument("--tolerance", type=float, default=D.tolerance,
+                   help=f"accuracy floor below θ_retrain (default {D.tolerance})")
     p.add_argument("--seed", type=int, default=0, help="searcher and unlearning seed")
-    p.add_argument("--checkpoint-every", type=float, default=0.1, help="report every this share of the budget")
+    p.add_argument("--checkpoint-every", type=float, default=D.checkpoint_every,
+                   help=f"evaluate and report every this share of the budget (default {D.checkpoint_every})")
+    p.add_argument("--optuna-storage", default=None, metavar="URL",
+                   help="keep each method's Optuna study there (sqlite:///sweeps.db, postgresql://..., "
+                        "journal:///PATH); open it with optuna-dashboard URL (docs/observe.md)")
+    p.add_argument("--mlflow", default=None, metavar="URI",
+                   help="log every trial to MLflow (a folder such as ./mlruns, or http(s)://server)")
     p.add_argument("--spaces-dir", default=None, help="folder of <method>.yaml search spaces")
     p.add_argument("--resume", action="store_true", help="continue the sweep --name where it stopped")
     p.set_defaults(func=cmd_sweep)
@@ -89,7 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="verdict table, figures, Markdown + HTML, from a sweep's tables")
     p.add_argument("sweep", help="a sweep directory, an export folder, or a sweep name under --storage-path")
     p.add_argument("--out", default=None, help="output folder (default: SWEEP/report)")
-    p.add_argument("--seeds", type=int, default=0, help="re-run each best configuration on N fresh seeds")
+    p.add_argument("--seeds", type=int, default=0,
+                   help="re-run each best configuration on N fresh unlearning seeds; the verdict pools them")
+    p.add_argument("--scenario-seeds", type=int, default=0,
+                   help="also on M fresh scenario seeds (new poisons, θ_initial, θ_retrain: prepared once, cached)")
+    p.add_argument("--margin", type=float, default=None,
+                   help="equivalence margin of 'removes', a share of θ_initial's effect (default 0.5; docs/verdict.md)")
     p.add_argument("--alpha", type=float, default=0.05, help="family-wise level of the poison test (default 0.05)")
     p.add_argument("--tolerance", type=float, default=None, help="accuracy tolerance vs retrain (default: sweep's)")
     p.add_argument("--store", default=DEFAULT_STORE)
@@ -98,10 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job on the bundled data: prepare, sweep all eight methods, report")
     _common(p)
-    p.add_argument("--trials", type=int, default=2,
-                   help="trials per method (default 2: the paper's grid points, searched from there with more)")
-    p.add_argument("--budget", type=float, default=0.1, help="budget cap (default 0.1)")
-    p.add_argument("--checkpoint-every", type=float, default=0.2, help="report every this share of the budget")
+    p.add_argument("--trials", type=int, default=DEMO_TRIALS,
+                   help=f"trials per method (default {DEMO_TRIALS}: the paper's grid points first, then TPE)")
+    p.add_argument("--budget", type=float, default=D.budget, help=f"budget cap (default {D.budget})")
     p.add_argument("--scenario", default="default", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_demo)
     return ap
@@ -202,33 +218,39 @@ def cmd_sweep(args) -> int:
 
     from .artifacts import LocalStore
     from .config import load_scenario
+    from .errors import ConfigError
     from .scenario import Scenario, prepare
-    from .sweep.search import SweepConfig, init_ray, run_sweep
+    from .sweep.search import SweepConfig, check_sweep_name_free, init_ray, resources, run_sweep
     from .sweep.spaces import load_space
+    from .sweep.trackers import check_mlflow_uri, check_optuna_storage
 
     methods = _methods(args.methods)
     cfg = load_scenario(args.scenario, args.overrides)
-    name = args.name or f"{cfg.name or 'scenario'}-{cfg.hash()[:8]}-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.resume and not args.name:
-        from .errors import ConfigError
-
         raise ConfigError("name", None, "the --name of the sweep to resume")
+    name = args.name or f"{cfg.name or 'scenario'}-{cfg.hash()[:8]}-{time.strftime('%Y%m%d-%H%M%S')}"
     store = LocalStore(args.store)
     sweep_cfg = SweepConfig(methods=methods, trials=args.trials, budget=args.budget, name=name,
                             storage_path=args.storage_path or str(store.root / "sweeps"), address=args.address,
                             cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                             max_concurrent=args.max_concurrent, multi_objective=args.multi_objective,
                             tolerance=args.tolerance, seed=args.seed, checkpoint_every=args.checkpoint_every,
-                            spaces_dir=args.spaces_dir).check()
+                            spaces_dir=args.spaces_dir, device=args.device,
+                            optuna_storage=check_optuna_storage(args.optuna_storage) if args.optuna_storage else None,
+                            mlflow=check_mlflow_uri(args.mlflow) if args.mlflow else None).check()
     for m in methods:
         load_space(m, args.spaces_dir)  # bad YAML fails here, before Ray or training starts
     device = _setup(args)
+    if args.name or args.resume:
+        check_sweep_name_free(sweep_cfg, args.resume)
+    init_ray(args.address, None)  # an unreachable --address fails here, in seconds
+    resources(sweep_cfg)          # a GPU or CPU request the cluster cannot meet fails here
     prepare(cfg, store, device, args.data_dir)
     scen = Scenario.load(store, cfg, "cpu", args.data_dir)
-    init_ray(args.address, None)
     t0 = time.perf_counter()
     root, complete = run_sweep(scen, sweep_cfg, str(store.root), resume=args.resume, device=str(device),
-                               data_dir=args.data_dir)
+                               data_dir=args.data_dir, auto_name=not args.name)
+    name, args.sweep_root = sweep_cfg.name, root  # demo reads the root (a generated name may get a suffix)
     from .results import export
 
     paths = export(root)
@@ -265,9 +287,15 @@ def cmd_report(args) -> int:
 
     if not 0 < args.alpha < 1:
         raise ConfigError("alpha", args.alpha, "a level in (0, 1)")
-    if args.seeds < 0:
-        raise ConfigError("seeds", args.seeds, "an integer >= 0")
-    path = build_report(_sweep_path(args), args.out, args.alpha, args.tolerance, args.seeds)
+    from .errors import check_number
+    from .report.verdict import DEFAULT_MARGIN
+
+    check_number("seeds", args.seeds, lo=0, integer=True)
+    check_number("scenario_seeds", args.scenario_seeds, lo=0, integer=True)
+    margin = DEFAULT_MARGIN if args.margin is None else args.margin
+    check_number("margin", margin, lo=0, hi=1, lo_open=True, what="a share of θ_initial's effect")
+    path = build_report(_sweep_path(args), args.out, args.alpha, args.tolerance, args.seeds, margin=margin,
+                        scenario_seeds=args.scenario_seeds)
     print(path)
     return 0
 
@@ -279,20 +307,16 @@ def cmd_demo(args) -> int:
     from .report.build import build_report
 
     t0 = time.perf_counter()
-    name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     sweep_args = build_parser().parse_args(
         ["sweep", "--scenario", args.scenario, "--methods", "all", "--trials", str(args.trials), "--budget",
-         str(args.budget), "--name", name, "--store", args.store, "--device", args.device,
-         "--checkpoint-every", str(args.checkpoint_every),
+         str(args.budget), "--store", args.store, "--device", args.device,
          *(["--threads", str(args.threads)] if args.threads else [])])
     code = cmd_sweep(sweep_args)
     if code != 0:
         return code
     from pathlib import Path
 
-    from .artifacts import LocalStore
-
-    report = build_report(LocalStore(args.store).root / "sweeps" / name)
+    report = build_report(sweep_args.sweep_root)
     verdict = (Path(report).parent / "verdict.csv").read_text()
     from io import StringIO
 
@@ -300,8 +324,8 @@ def cmd_demo(args) -> int:
 
     v = pd.read_csv(StringIO(verdict))
     print()
-    print(v[["method", "holdout_gus", "holdout_z", "holdout_p", "test_acc", "mia_tpr", "budget_spent",
-             "verdict"]].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    print(v[["method", "holdout_gus", "holdout_z", "p_fails", "p_removes", "test_acc", "budget_spent",
+             "outcome", "verdict"]].to_string(index=False, float_format=lambda x: f"{x:.3g}"))
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f}s; report: {report}")
     return 0
 

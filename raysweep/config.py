@@ -9,14 +9,43 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
-from .errors import ConfigError, RaysweepError
+from .errors import ConfigError, RaysweepError, check_number
 
 VICTIMS = ("scratch", "head")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # scenario and sweep names: one path segment
+
+
+def check_name(field: str, value) -> str:
+    """A name that becomes a directory: one safe path segment (no '/', no '..', no leading dot)."""
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value) or ".." in value:
+        raise ConfigError(field, value, "1-100 letters, digits, '.', '_' or '-', starting with a letter or digit, "
+                          "without '..'")
+    return value
+
+
+class NumberLoader(yaml.SafeLoader):
+    """YAML 1.1 reads `1e-3` (no dot) as a string; here every float form people write is a number."""
+
+
+NumberLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def load_yaml(text: str):
+    """YAML with numbers read as numbers (1e-3 included): scenario files, --set values, search spaces."""
+    return yaml.load(text, Loader=NumberLoader)
 SCHEMA = 1  # bump when a change makes old artifacts differ from what the code would build
 
 
@@ -34,18 +63,17 @@ class TrainConfig:
     optimizer: str = "sgd"           # sgd (momentum, nesterov, weight_decay as L2) or adamw (decoupled decay)
 
     def check(self) -> "TrainConfig":
-        pos_int = {"epochs": self.epochs, "batch_size": self.batch_size}
-        for name, v in pos_int.items():
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"train.{name}", v, "a positive integer")
-        for name in ("lr", "momentum", "weight_decay", "warmup_epochs"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or (name == "lr" and v == 0):
-                raise ConfigError(f"train.{name}", v, "a number >= 0" + (" (and > 0)" if name == "lr" else ""))
+        for name in ("epochs", "batch_size"):
+            check_number(f"train.{name}", getattr(self, name), lo=1, integer=True)
+        check_number("train.lr", self.lr, lo=0, lo_open=True)
+        check_number("train.momentum", self.momentum, lo=0, hi=1, hi_open=True)
+        for name in ("weight_decay", "warmup_epochs"):
+            check_number(f"train.{name}", getattr(self, name), lo=0)
         if self.optimizer not in ("sgd", "adamw"):
             raise ConfigError("train.optimizer", self.optimizer, "sgd or adamw")
-        if self.momentum >= 1:
-            raise ConfigError("train.momentum", self.momentum, "a number in [0, 1)")
+        for name in ("nesterov", "augment", "bf16"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"train.{name}", getattr(self, name), "true or false")
         return self
 
 
@@ -69,20 +97,20 @@ class ScenarioConfig:
     def check(self) -> "ScenarioConfig":
         from .attacks import ATTACKS, make_attack
         from .data import DATASETS
-        from .models import MODELS
+        from .models import check_model_params
 
+        if self.name:
+            check_name("name", self.name)
         loader = DATASETS.get(self.dataset, "dataset")
         loader.check_params(self.dataset_params)
-        MODELS.get(self.model, "model")
+        check_model_params(self.model, self.model_params)
         ATTACKS.get(self.attack, "attack")
         make_attack(self.attack, self.attack_params)
         self.train.check()
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ConfigError("seed", self.seed, "an integer >= 0")
-        if not isinstance(self.val_size, int) or self.val_size < 0:
-            raise ConfigError("val_size", self.val_size, "an integer >= 0")
-        if not isinstance(self.train_size, int) or isinstance(self.train_size, bool) or self.train_size < 0:
-            raise ConfigError("train_size", self.train_size, "an integer >= 0 (0: the whole training set)")
+        check_number("seed", self.seed, lo=0, integer=True)
+        check_number("val_size", self.val_size, lo=1, integer=True,
+                     what="rows of the test split held out for validation; checked against the split on load")
+        check_number("train_size", self.train_size, lo=0, integer=True, what="0: the whole training set")
         if self.score not in ("identity", "flip"):
             raise ConfigError("score", self.score, "identity or flip")
         if self.victim not in VICTIMS:
@@ -166,7 +194,10 @@ def _from_dict(d: dict, origin: str) -> ScenarioConfig:
 
 def parse_value(text: str):
     """`--set key=value` values: YAML scalars (1e-3, true, [1, 2], null)."""
-    return yaml.safe_load(text)
+    try:
+        return load_yaml(text)
+    except yaml.YAMLError as e:
+        raise ConfigError("--set", text, f"a YAML value ({str(e).splitlines()[0]})") from e
 
 
 def apply_overrides(d: dict, overrides: list[str]) -> dict:
@@ -195,12 +226,12 @@ def load_scenario(spec: str = "default", overrides: list[str] | None = None) -> 
         if not p.is_file():
             raise ConfigError("scenario", spec, f"a preset ({', '.join(PRESETS)}) or a YAML file path")
         try:
-            d = yaml.safe_load(p.read_text()) or {}
+            d = load_yaml(p.read_text()) or {}
         except yaml.YAMLError as e:
             raise RaysweepError(f"scenario file {p} is not valid YAML: {e}".replace("\n", " ")) from e
         if not isinstance(d, dict):
             raise ConfigError("scenario", spec, "a YAML mapping of scenario fields")
-        d.setdefault("name", p.stem)
+        d.setdefault("name", re.sub(r"[^A-Za-z0-9._-]+", "-", p.stem).strip(".-_") or "scenario")
         origin = str(p)
     d = apply_overrides(d, overrides or [])
     try:

@@ -15,3 +15,22 @@ class ConfigError(RaysweepError):
 
 class ArtifactError(RaysweepError):
     """An artifact is missing, incomplete or fails its checksum."""
+
+
+def check_number(field: str, value, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+                 hi_open: bool = False, integer: bool = False, what: str = ""):
+    """The one numeric check: a finite number (an integer if asked) within [lo, hi] (open ends if
+    asked), else a ConfigError naming the field and the allowed range. Returns the value."""
+    import math
+
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    ok = ok and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (lo is None or (value > lo if lo_open else value >= lo))
+    ok = ok and (hi is None or (value < hi if hi_open else value <= hi))
+    if not ok:
+        kind = "an integer" if integer else "a finite number"
+        lb = "" if lo is None else ("(" if lo_open else "[") + f"{lo:g}"
+        ub = "" if hi is None else f"{hi:g}" + (")" if hi_open else "]")
+        rng = f" in {lb or '(-inf'}, {ub or 'inf)'}" if (lo is not None or hi is not None) else ""
+        raise ConfigError(field, value, f"{kind}{rng}" + (f" ({what})" if what else ""))
+    return value

@@ -2,14 +2,17 @@
 
 trials:  one row per trial, plus the two reference rows `none` (θ_initial) and `retrain`
          (θ_retrain): sweep, scenario, method, trial_id, order, status (finished | stopped |
-         errored | reference), error, hp_<name> (every hyperparameter, flattened), budget,
+         errored | reference: the status the trial ended with, from the driver's ledger), error
+         (only for errored trials), attempts (1 + retries), started, ended (Unix seconds, from the
+         driver), hp_<name> (every hyperparameter, flattened), budget,
          cap_share, budget_spent; the tuning metrics: val_acc, tune_gus, tune_z, tune_p,
          abs_tune_gus, effect (the attack's poison effect the search minimised: |GUS_tune| for
          Gaussian poisons), objective; the verdict metrics: holdout_gus, holdout_z, holdout_p,
          holdout_tpr_two, holdout_auc, test_acc, mia_tpr, mia_auc, gus, z, forget_acc; diverged,
          wall_s, seed, reports, node_id, is_best (lowest objective of the method's finished
          trials), pareto (non-dominated in (effect min, val_acc max) among the method's finished
-         trials), versions (raysweep, torch, ray, optuna).
+         trials), versions (raysweep, torch, ray, optuna); unlearn_wall_s (the unlearning loop,
+         checkpoint evaluations included), eval_s (checkpoint evaluations), final_eval_s.
 history: one row per report: sweep, method, trial_id, report, step, budget_spent, val_acc, tune_gus,
          tune_z, effect, objective, final, time_total_s.
 scores:  one row per (model, poison): sweep, method, trial_id, poison (row among the k poisons),
@@ -24,13 +27,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from .artifacts import atomic_write_text
+from .artifacts import atomic_write_table, atomic_write_text
 from .errors import RaysweepError
+from .sweep.ledger import read_ledger
 
 TRIAL_METRICS = ["budget_spent", "val_acc", "tune_gus", "tune_z", "tune_p", "abs_tune_gus", "effect", "objective",
                  "holdout_gus", "holdout_z", "holdout_p", "holdout_tpr_two", "holdout_tpr_low", "holdout_auc",
                  "test_acc", "mia_tpr", "mia_auc", "gus", "z", "p", "tpr_two", "auc", "forget_acc", "forget_loss",
-                 "target_success", "target_adv_prob", "asr", "asr_n", "val_asr", "diverged", "steps"]
+                 "target_success", "target_adv_prob", "asr", "asr_n", "val_asr", "diverged", "steps",
+                 "unlearn_wall_s", "eval_s", "final_eval_s", "test_correct", "asr_hits"]
 HISTORY_COLUMNS = ["sweep", "method", "trial_id", "report", "step", "budget_spent", "val_acc", "tune_gus",
                    "tune_z", "effect", "objective", "final", "time_total_s"]
 
@@ -54,6 +59,33 @@ def _read_results(trial_dir: Path) -> list[dict]:
             except json.JSONDecodeError:
                 break  # a line cut by an interruption
     return rows
+
+
+def trial_dirs(sweep: Path, meta: dict):
+    """(method, trial folder) of every trial: one experiment for all methods (`trials/`, each trial's
+    params.json names its method), or one experiment per method (sweeps written before)."""
+    if (sweep / meta.get("layout", "trials")).is_dir():
+        for tdir in sorted(p for p in (sweep / meta.get("layout", "trials")).iterdir() if p.is_dir()):
+            f = tdir / "params.json"
+            if f.is_file():
+                yield json.loads(f.read_text()).get("method"), tdir
+        return
+    for method in meta["config"]["methods"]:
+        mdir = sweep / method
+        for tdir in sorted(p for p in mdir.iterdir() if p.is_dir()) if mdir.is_dir() else []:
+            if (tdir / "params.json").is_file():
+                yield method, tdir
+
+
+def last_attempt(rows: list[dict]) -> tuple[list[dict], int]:
+    """The reports of a trial's last attempt (a retried trial starts again from scratch; each attempt
+    tags its reports with its start time), and the number of attempts that reported. A replayed
+    final report (a trial finished before its driver was killed) is not counted twice."""
+    attempts = list(dict.fromkeys(r.get("attempt") for r in rows))
+    keep = [r for r in rows if r.get("attempt") == attempts[-1]] if attempts else []
+    if sum(1 for r in keep if r.get("final")) > 1:
+        keep = [r for r in keep if not r.get("replayed")]
+    return keep, len(attempts)
 
 
 def _versions() -> dict:
@@ -105,42 +137,44 @@ def load_tables(sweep: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
     vers = {f"version_{k}": v for k, v in {**{"raysweep": meta["versions"]["raysweep"],
                                                 "torch": meta["versions"]["torch"]}, **_versions()}.items()}
     trials, history, scores = [], [], []
+    ledger = read_ledger(sweep)
     holdout = meta.get("holdout_rows", [])
     hold_set = set(holdout)
     for ref, sc in (meta.get("reference_scores") or {}).items():
         for i, (v, c) in enumerate(zip(sc["scores"], sc["control"])):
             scores.append((meta["name"], ref, ref, i, "holdout" if i in hold_set else "tune", v, c))
-    for method in cfg["methods"]:
-        mdir = sweep / method
-        if not mdir.is_dir():
-            continue
-        for tdir in sorted(p for p in mdir.iterdir() if p.is_dir()):
-            params_f = tdir / "params.json"
-            if not params_f.is_file():
-                continue
-            params = json.loads(params_f.read_text())
-            results = _read_results(tdir)
-            trial_id = results[-1]["trial_id"] if results else tdir.name.split("_")[2]
-            err_f = next((f for f in (tdir / "error.txt",) if f.is_file()), None)
-            last = results[-1] if results else {}
-            status = "errored" if err_f else "finished" if last.get("final") else "stopped"
-            hp = {**meta["spaces"][method]["fixed"], **params, **(last.get("hparams") or {})}
-            parts = tdir.name.split("_")
-            order = int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else None
-            row = {"sweep": meta["name"], "scenario": meta["scenario"], "method": method, "trial_id": trial_id,
-                   "order": order,
-                   "status": status, "error": err_f.read_text().strip().splitlines()[-1] if err_f else None,
-                   "budget": cfg["budget"], "cap_share": float(params.get("cap_share", 1.0)),
-                   **{f"hp_{k}": v for k, v in hp.items() if k != "cap_share"},
-                   **{k: last.get(k) for k in TRIAL_METRICS},
-                   "wall_s": last.get("trial_wall_s", last.get("time_total_s")), "seed": cfg["seed"],
-                   "reports": len(results), "node_id": last.get("node_id"), **vers}
-            trials.append(row)
-            for i, v, c in zip(holdout, last.get("holdout_scores") or [], last.get("holdout_control_scores") or []):
-                scores.append((meta["name"], method, trial_id, i, "holdout", v, c))
-            for i, r in enumerate(results):
-                history.append({"sweep": meta["name"], "method": method, "trial_id": trial_id, "report": i + 1,
-                                **{k: r.get(k) for k in HISTORY_COLUMNS[4:]}})
+    for method, tdir in trial_dirs(sweep, meta):
+        params = json.loads((tdir / "params.json").read_text())
+        params.pop("method", None)
+        results, n_attempts = last_attempt(_read_results(tdir))
+        trial_id = results[-1]["trial_id"] if results else tdir.name.split("_")[2]
+        err_f = next((f for f in (tdir / "error.txt",) if f.is_file()), None)
+        last = results[-1] if results else {}
+        entry = ledger.get(trial_id, {})
+        # the status the trial ended with (the driver's ledger); without one: a final report is a
+        # finished trial even when an earlier attempt left an error.txt
+        status = entry.get("status") if entry.get("status") in ("finished", "stopped", "errored") else \
+            "finished" if last.get("final") else "errored" if err_f else "stopped"
+        errors = entry.get("errors") or ([err_f.read_text().strip().splitlines()[-1]] if err_f else [])
+        hp = {**meta["spaces"][method]["fixed"], **params, **(last.get("hparams") or {})}
+        parts = tdir.name.split("_")
+        order = int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else None
+        row = {"sweep": meta["name"], "scenario": meta["scenario"], "method": method, "trial_id": trial_id,
+               "order": order,
+               "status": status, "error": errors[-1] if errors and status == "errored" else None,
+               "attempts": max(entry.get("attempts", 0), n_attempts, 1),
+               "started": entry.get("started"), "ended": entry.get("ended"),
+               "budget": cfg["budget"], "cap_share": float(params.get("cap_share", 1.0)),
+               **{f"hp_{k}": v for k, v in hp.items() if k != "cap_share"},
+               **{k: last.get(k) for k in TRIAL_METRICS},
+               "wall_s": last.get("trial_wall_s", last.get("time_total_s")), "seed": cfg["seed"],
+               "reports": len(results), "node_id": last.get("node_id"), **vers}
+        trials.append(row)
+        for i, v, c in zip(holdout, last.get("holdout_scores") or [], last.get("holdout_control_scores") or []):
+            scores.append((meta["name"], method, trial_id, i, "holdout", v, c))
+        for i, r in enumerate(results):
+            history.append({"sweep": meta["name"], "method": method, "trial_id": trial_id, "report": i + 1,
+                            **{k: r.get(k) for k in HISTORY_COLUMNS[4:]}})
     for ref, key in (("none", "none"), ("retrain", "retrain")):
         m = meta["references"][key]
         trials.append({"sweep": meta["name"], "scenario": meta["scenario"], "method": ref, "trial_id": ref,
@@ -170,16 +204,8 @@ def export(sweep: str | Path, fmt: str = "parquet", out: str | Path | None = Non
     trials, hist, scores = load_tables(sweep)
     out = Path(out or sweep).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, df in (("trials", trials), ("history", hist), ("scores", scores)):
-        path = out / f"{name}.{fmt}"
-        tmp = out / f".{name}.{fmt}.tmp"
-        if fmt == "parquet":
-            df.to_parquet(tmp, index=False)
-        else:
-            df.to_csv(tmp, index=False)
-        tmp.replace(path)
-        paths.append(path)
+    paths = [atomic_write_table(df, out / f"{name}.{fmt}")
+             for name, df in (("trials", trials), ("history", hist), ("scores", scores))]
     atomic_write_text(out / "columns.json", json.dumps({"trials": list(trials.columns), "history": list(hist.columns),
                                                          "scores": list(scores.columns)}, indent=1))
     if out != Path(sweep).resolve():  # an exported folder is self-contained: the report needs sweep.json too

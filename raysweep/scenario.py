@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import torch
 
 from . import __version__
-from .artifacts import LocalStore, Store, load_tensors, read_manifest, save_tensors, write_manifest
+from .artifacts import LocalStore, Store, load_tensors, read_manifest, save_tensors, verify, write_manifest
 from .attacks import Attack, BuildEnv, PoisonedSet, make_attack
 from .config import ScenarioConfig, scenario_from_dict, to_dict
 from .data import Dataset, load_dataset
@@ -187,6 +187,7 @@ def prepare(cfg: ScenarioConfig, store: Store | str, device: torch.device | str 
     key = store_key(cfg.hash())
     if store.has(key):
         manifest = read_manifest(store.open_dir(key))
+        verify(store.open_dir(key), manifest)
         say(f"scenario {cfg.hash()} already prepared in {store.open_dir(key)}: nothing to train")
         return manifest, False
     device = torch.device(device)

@@ -21,6 +21,7 @@ from torch import nn
 
 from .config import TrainConfig
 from .data.base import Split
+from .eta import PROGRESS_EVERY_S, eta_line
 
 
 @dataclass
@@ -78,6 +79,7 @@ def train(model, data: Split, cfg: TrainConfig, seed: int, label: str = "train",
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     with _only_trainable(model, only):
         spent, step, t0, last = 0, 0, time.perf_counter(), float("nan")
+        said = t0
         for epoch in range(cfg.epochs):
             perm = torch.randperm(n, generator=g).to(data.y.device)
             loss_sum = torch.zeros((), device=dev)
@@ -99,10 +101,14 @@ def train(model, data: Split, cfg: TrainConfig, seed: int, label: str = "train",
                 loss_sum += loss.detach() * len(idx)
                 spent += len(idx)
                 step += 1
+                if start + len(idx) < n and time.perf_counter() - said >= PROGRESS_EVERY_S:  # a long epoch
+                    said = time.perf_counter()
+                    say(eta_line(label, epoch + (start + len(idx)) / n, cfg.epochs, said - t0))
             last = loss_sum.item() / n
             if not math.isfinite(last):
                 raise FloatingPointError(f"{label}: training loss became {last} in epoch {epoch + 1}")
-            say(f"[{label}] epoch {epoch + 1}/{cfg.epochs}  loss {last:.4f}  {time.perf_counter() - t0:.0f}s")
+            said = time.perf_counter()
+            say(eta_line(label, epoch + 1, cfg.epochs, said - t0, f"loss {last:.4f}"))
         return TrainResult(spent, time.perf_counter() - t0, last)
 
 

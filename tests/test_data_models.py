@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -6,18 +8,17 @@ from raysweep.data import DATASETS, load_dataset
 from raysweep.data.cifar10 import BUNDLED_SHA256
 from raysweep.errors import ArtifactError, ConfigError
 from raysweep.models import build_model
-from tests.conftest import SHARED_DATA
 
 
-def test_bundled_subset_is_the_shared_one_and_normalised():
+def test_bundled_subset_is_whole_and_normalised():
     d = load_dataset("cifar10-mini", val_size=500, seed=0)
     assert (len(d.train), len(d.val), len(d.test)) == (10000, 500, 1500)
     assert d.train.x.shape[1:] == (3, 32, 32) and d.train.x.dtype == torch.float32
     means = d.train.x.mean(dim=(0, 2, 3))
     assert means.abs().max() < 1e-3 and (d.train.x.std(dim=(0, 2, 3)) - 1).abs().max() < 1e-3
     assert torch.bincount(d.train.y).tolist() == [1000] * 10
-    if (SHARED_DATA / "cifar10_subset.npz").is_file():
-        assert sha256_file(SHARED_DATA / "cifar10_subset.npz") == BUNDLED_SHA256
+    bundled = Path(__file__).resolve().parents[1] / "raysweep" / "data" / "bundled" / "cifar10_subset.npz"
+    assert sha256_file(bundled) == BUNDLED_SHA256
 
 
 def test_a_corrupted_dataset_file_is_refused(tmp_path):

@@ -1,6 +1,8 @@
 """Verdict logic on constructed tables, and a full report from a small real sweep."""
+import json
 import math
 
+import matplotlib.image
 import pandas as pd
 import pytest
 
@@ -12,11 +14,13 @@ def _z_to_p(z):
 
 
 def table(rows):
-    """rows: (method, holdout_z, test_acc) for tuned methods; references added."""
-    base = [dict(method="none", status="reference", holdout_gus=-0.4, holdout_z=-6.0, holdout_p=_z_to_p(-6.0),
-                 holdout_tpr_two=0.02, test_acc=0.72, mia_tpr=0.002, budget_spent=0.0, is_best=False),
-            dict(method="retrain", status="reference", holdout_gus=0.0, holdout_z=0.1, holdout_p=_z_to_p(0.1),
-                 holdout_tpr_two=0.01, test_acc=0.70, mia_tpr=0.004, budget_spent=None, is_best=False)]
+    """rows: (method, holdout_z, test_acc) for tuned methods (250 held-out poisons); references added."""
+    base = [dict(method="none", status="reference", holdout_gus=-0.4, holdout_z=-0.4 * math.sqrt(250),
+                 holdout_p=_z_to_p(-0.4 * math.sqrt(250)), holdout_tpr_two=0.02, test_acc=0.72, mia_tpr=0.002,
+                 budget_spent=0.0, is_best=False),
+            dict(method="retrain", status="reference", holdout_gus=0.1 / math.sqrt(250), holdout_z=0.1,
+                 holdout_p=_z_to_p(0.1), holdout_tpr_two=0.01, test_acc=0.70, mia_tpr=0.004, budget_spent=None,
+                 is_best=False)]
     for method, z, acc in rows:
         base.append(dict(method=method, status="finished", holdout_gus=z / math.sqrt(250), holdout_z=z,
                          holdout_p=_z_to_p(z), holdout_tpr_two=0.01, test_acc=acc, mia_tpr=0.01, budget_spent=0.1,
@@ -27,10 +31,11 @@ def table(rows):
     return pd.DataFrame(base)
 
 
-def test_z_zero_with_retrain_accuracy_passes():
+def test_z_zero_with_retrain_accuracy_removes():
     v = verdict_table(table([("gd", 0.0, 0.70)])).set_index("method")
     assert v.loc["gd", "verdict"] == "removes the poison"
-    assert v.loc["gd", "poison_removed"] and v.loc["gd", "accuracy_kept"]
+    assert v.loc["gd", "outcome"] == "removes" and v.loc["gd", "accuracy_kept"]
+    assert v.loc["gd", "margin"] == pytest.approx(0.2)  # δ 0.5 × |θ_initial's GUS| 0.4
 
 
 def test_z_five_fails_on_the_poison():
@@ -40,7 +45,7 @@ def test_z_five_fails_on_the_poison():
 
 def test_accuracy_collapse_fails_on_utility():
     v = verdict_table(table([("ga", 0.2, 0.30)])).set_index("method")
-    assert v.loc["ga", "verdict"] == "fails: accuracy below retrain"
+    assert v.loc["ga", "verdict"] == "fails: accuracy below retrain (poison effect removed)"
     both = verdict_table(table([("ga", -4.0, 0.30)])).set_index("method")
     assert both.loc["ga", "verdict"] == "fails: poison remains and accuracy below retrain"
 
@@ -56,10 +61,11 @@ def test_the_multiple_testing_correction_is_applied():
     rows = [("m0", z, 0.70)] + [(f"m{i}", 0.0, 0.70) for i in range(1, 8)]
     v = verdict_table(table(rows), alpha=0.05).set_index("method")
     assert v.loc["m0", "holdout_p"] < 0.05
-    assert v.loc["m0", "poison_removed"]
-    assert v.loc["m0", "holm_level"] == pytest.approx(0.05 / 8)
+    assert v.loc["m0", "outcome"] == "inconclusive"  # neither shown to remain nor shown gone
+    assert v.loc["m0", "holm_fails"] == pytest.approx(0.05 / 8)
+    assert v.loc["m0", "n_needed"] > 250 and "held-out poisons would decide" in v.loc["m0", "verdict"]
     single = verdict_table(table([("m0", z, 0.70)]), alpha=0.05).set_index("method")
-    assert not single.loc["m0", "poison_removed"]  # with one method there is nothing to correct for
+    assert single.loc["m0", "outcome"] == "fails"  # with one method there is nothing to correct for
 
 
 def test_holm_steps_down():
@@ -75,54 +81,84 @@ def test_a_method_without_finished_trials_is_not_judged():
     assert v.loc["ssd", "verdict"].startswith("not judged")
 
 
-def test_report_builds_from_a_small_sweep(ray_local, prepared_tiny, tmp_path):
+@pytest.fixture(scope="module")
+def small_sweep(ray_local, prepared_tiny, tmp_path_factory):
+    """One small real sweep (tiny scenario, gd and cfk, 3 trials each) for the report tests."""
     from raysweep.artifacts import LocalStore
     from raysweep.config import load_scenario
-    from raysweep.report.build import build_report
-    from raysweep.results import export
     from raysweep.scenario import Scenario
     from raysweep.sweep.search import SweepConfig, run_sweep
 
     root, _ = prepared_tiny
+    tmp = tmp_path_factory.mktemp("report")
     scen = Scenario.load(LocalStore(root), load_scenario("tiny"))
     cfg = SweepConfig(methods=["gd", "cfk"], trials=3, budget=0.1, checkpoint_every=0.25, name="rep",
-                      storage_path=str(tmp_path))
+                      storage_path=str(tmp))
     sweep, _ = run_sweep(scen, cfg, str(root))
+    return sweep, root, tmp
+
+
+def test_report_builds_from_a_small_sweep(small_sweep, tmp_path):
+    from raysweep.report.build import build_report
+    from raysweep.results import export
+
+    sweep, _, _ = small_sweep
     exported = tmp_path / "copied"
     export(sweep, "parquet", exported)  # the report must build from the exported folder alone
     md = build_report(exported, tmp_path / "report", seeds=0, log=lambda m: None)
     out = md.parent
     text = md.read_text()
     assert "Verdict" in text and "| gd |" in text and "| retrain |" in text
+    assert "**fails**" in text and "**removes**" in text and "**inconclusive**" in text.lower()
+    assert "detection floor |GUS| ≥" in text and "equivalence margin" in text and "one unlearning run" in text
     assert (out / "report.html").read_text().startswith("<!doctype html>")
     for name in ("score_histograms", "gus_vs_budget", "accuracy_vs_gus", "mia_vs_gus", "optimisation_history",
                  "param_importances"):
         png = out / f"{name}.png"
-        assert png.is_file() and png.stat().st_size > 5000
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"({name}.png)" in text
+        pixels = matplotlib.image.imread(png)  # a real PNG, and not a blank canvas
+        assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels[..., :3].std() > 0.02
+        fig = json.loads((out / f"{name}.json").read_text())  # what the figure draws
+        panels = fig["panels"]
+        assert panels, name
+        for panel in panels:
+            drawn = panel["line_points"] + panel["points"] + panel["bars"]
+            assert drawn > 0 or panel["texts"] > 0, (name, panel)
+        if name != "param_importances":  # 3 trials may leave too few for fANOVA: a panel then says so
+            assert sum(p["line_points"] + p["points"] + p["bars"] for p in panels) > 0, name
+        if len(panels) > 1:  # one shared axis label per figure, none per panel
+            assert fig["xlabel"] and all(p["xlabel"] == "" for p in panels), name
+    panels = {p["title"].split("\n")[0]: p for p in json.loads((out / "score_histograms.json").read_text())["panels"]}
+    assert "poisons vs θ_initial" in panels and "poisons vs gd (best)" in panels
+    assert panels["poisons vs θ_initial"]["bars"] == 30 and panels["poisons vs θ_initial"]["lines"] >= 1
+    budget = json.loads((out / "gus_vs_budget.json").read_text())["panels"]
+    assert {p["title"].split("\n")[0].split()[0] for p in budget} >= {"gd", "cfk"}
+    assert all(p["lines"] >= 3 for p in budget)  # trials' curves plus the θ_initial and θ_retrain lines
     v = pd.read_csv(out / "verdict.csv")
     assert set(v.method) == {"none", "retrain", "gd", "cfk"}
+    tuned = v[v.status == "tuned"]
+    assert set(tuned.outcome) <= {"fails", "removes", "inconclusive"} and (tuned.runs == 1).all()
+    assert (tuned.n == 32).all()  # the tiny scenario's 64 poisons: 32 held out
 
 
-def test_report_seeds_reruns_the_best_configurations(ray_local, prepared_tiny, tmp_path):
-    from raysweep.artifacts import LocalStore
+def test_report_pools_fresh_unlearning_and_scenario_seeds(small_sweep, tmp_path):
     from raysweep.config import load_scenario
     from raysweep.report.build import build_report
-    from raysweep.scenario import Scenario
-    from raysweep.sweep.search import SweepConfig, run_sweep
 
-    root, _ = prepared_tiny
-    scen = Scenario.load(LocalStore(root), load_scenario("tiny"))
-    cfg = SweepConfig(methods=["cfk"], trials=2, budget=0.1, checkpoint_every=0.5, name="seeds",
-                      storage_path=str(tmp_path))
-    sweep, _ = run_sweep(scen, cfg, str(root))
-    md = build_report(sweep, tmp_path / "r", seeds=1, log=lambda m: None)
+    sweep, root, _ = small_sweep
+    md = build_report(sweep, tmp_path / "r", seeds=1, scenario_seeds=1, log=lambda m: None)
     seeds = pd.read_csv(md.parent / "seeds.csv")
-    assert set(seeds.method) == {"none", "retrain", "cfk"} and set(seeds.seed) == {1}
+    fresh = load_scenario("tiny", ["seed=1"]).hash()
+    assert fresh in {p.name for p in (root / "scenarios").iterdir()}  # prepared once, cached in the store
+    assert set(seeds.method) == {"none", "retrain", "gd", "cfk"} and set(seeds.scenario_seed) == {0, 1}
+    # the sweep's scenario: one fresh unlearning seed; the fresh scenario: the sweep's seed and the fresh one
+    gd = seeds[seeds.method == "gd"]
+    assert sorted(gd[gd.scenario_seed == 0].seed) == [1] and sorted(gd[gd.scenario_seed == 1].seed) == [0, 1]
     assert seeds.holdout_z.notna().all()
-    assert "fresh seeds" in md.read_text()
-    assert load_scenario("tiny", ["seed=1"]).hash() in {p.name for p in (root / "scenarios").iterdir()}
+    v = pd.read_csv(md.parent / "verdict.csv").set_index("method")
+    assert v.loc["gd", "runs"] == 4 and v.loc["gd", "scenarios"] == 2 and v.loc["gd", "n"] == 64
+    text = md.read_text()
+    assert "Spread over seeds" in text and "per-run SD" in text
 
 
 def test_exact_tests_match_hand_computed_values():
@@ -138,24 +174,26 @@ def test_exact_tests_match_hand_computed_values():
     assert proportion_less(0.291, 740, 0.777, 740) == pytest.approx(1.17e-78, rel=0.02)
 
 
-def test_gradient_matching_verdict_counts_target_hits_over_seeds():
+def test_gradient_matching_verdict_counts_target_hits_over_fresh_scenarios():
     t = table([("gd", 0.0, 0.70), ("ssd", 0.0, 0.70)])
-    seeds = pd.DataFrame([{"seed": s, "method": m, "target_success": hit}
+    seeds = pd.DataFrame([{"seed": s, "method": m, "target_success": hit}   # one row per fresh scenario
                           for s in range(1, 7) for m, hit in (("none", 1.0), ("retrain", 0.0), ("gd", 1.0),
                                                                ("ssd", 1.0 if s == 1 else 0.0))])
     v = verdict_table(t, attack="gradient_matching", seeds=seeds).set_index("method")
     assert v.loc["gd", "verdict"] == "fails: poison remains"  # 6/6 hits vs 0/6: Fisher p = 1/924
-    assert v.loc["gd", "p"] == pytest.approx(1 / 924) and v.loc["gd", "n_targets"] == 6
-    assert v.loc["ssd", "verdict"] == "removes the poison"  # 1/6 vs 0/6 is no evidence
-    assert v.loc["none", "target_success"] == 1.0 and v.loc["retrain", "target_success"] == 0.0
+    assert v.loc["gd", "p_fails"] == pytest.approx(1 / 924) and v.loc["gd", "n"] == 6
+    assert v.loc["ssd", "outcome"] == "inconclusive"  # 1/6 vs 0/6 is no evidence either way
+    assert v.loc["ssd", "verdict"].startswith("inconclusive:") and "fresh targets would decide" in v.loc["ssd",
+                                                                                                       "verdict"]
     alone = verdict_table(t, attack="gradient_matching").set_index("method")
-    assert alone.loc["gd", "verdict"].startswith("not judged: one target")
+    assert alone.loc["gd", "verdict"].startswith("inconclusive: tuned on its own target")
 
 
 def test_gradient_canceling_verdict_tests_accuracy_against_retrain():
-    t = table([("gd", 0.0, 0.69), ("ga", 0.0, 0.55)])
+    t = table([("gd", 0.0, 0.70), ("ga", 0.0, 0.55)])
+    t.loc[t.method == "none", "test_acc"] = 0.60  # the attack took: 10 points below θ_retrain
     v = verdict_table(t, attack="gradient_canceling", n_test=1000).set_index("method")
-    assert v.loc["gd", "verdict"] == "removes the poison"
+    assert v.loc["gd", "verdict"] == "removes the poison"  # no per-image vectors: the unpaired fallback
     assert v.loc["ga", "verdict"] == "fails: poison remains and accuracy below retrain"
 
 
@@ -164,8 +202,8 @@ def test_backdoor_verdict_tests_attack_success_against_retrain():
     asr = {"none": 0.80, "retrain": 0.30, "gd": 0.78, "ssd": 0.31}
     t["asr"], t["asr_n"] = t.method.map(asr), 740.0
     v = verdict_table(t, attack="backdoor").set_index("method")
-    assert v.loc["gd", "verdict"] == "fails: poison remains" and v.loc["gd", "p"] < 1e-50
-    assert v.loc["ssd", "verdict"] == "removes the poison" and v.loc["ssd", "p"] > 0.3
+    assert v.loc["gd", "verdict"] == "fails: poison remains" and v.loc["gd", "p_fails"] < 1e-50
+    assert v.loc["ssd", "verdict"] == "removes the poison" and v.loc["ssd", "p_fails"] > 0.3
     assert v.loc["none", "asr"] == 0.80 and v.loc["none", "asr_n"] == 740
 
 
@@ -176,9 +214,13 @@ def test_backdoor_verdict_tests_attack_success_against_retrain():
     ("backdoor", {"asr": 0.80, "asr_n": 740}, {"asr": 0.30, "asr_n": 740}, False),
 ])
 def test_the_report_cautions_when_theta_initial_shows_no_poison_effect(attack, none, retrain, weak):
-    from raysweep.report.build import _caution
+    from raysweep.attacks import ATTACKS
+    from raysweep.report.verdict import judge
 
-    refs = pd.DataFrame([{"method": "none", "test_acc": 0.7, **none},
-                         {"method": "retrain", "test_acc": 0.7, **retrain}]).set_index("method")
-    got = _caution(attack, refs, 0.05, 0.02, n_test=1000)
-    assert bool(got) == weak and (not got or "uninformative" in got[0][1])
+    t = table([("gd", 0.0, 0.70)])
+    for ref, vals in (("none", none), ("retrain", retrain)):
+        for k, val in vals.items():
+            t.loc[t.method == ref, k] = val
+    j = judge(t, attack=attack, n_test=1000)
+    got = ATTACKS.get(attack).caution(j.evidence["none"], j.ctx)
+    assert bool(got) == weak and (not got or "did not take" in got[0])

@@ -1,4 +1,4 @@
-"""The language-model track: IMDb (the shared subset), a tiny GPT-2, embedding noise and a backdoor."""
+"""The language-model track: IMDb (the bundled subset), a tiny GPT-2, embedding noise and a backdoor."""
 import pytest
 import torch
 
@@ -13,16 +13,17 @@ from raysweep.metrics.gus import gus_scores
 from raysweep.models import build_model
 from raysweep.train import train
 
-from .conftest import SHARED_DATA
+from .conftest import BUNDLED
 
-IMDB = SHARED_DATA / "imdb_subset.jsonl.gz"
-TOKENIZER = SHARED_DATA / "gpt2_tokenizer"
+IMDB = BUNDLED / "imdb_subset.jsonl.gz"
+TOKENIZER = BUNDLED / "gpt2_tokenizer"
 ADAMW = TrainConfig(optimizer="adamw", lr=2e-3, epochs=2, batch_size=32, weight_decay=0.01, warmup_epochs=0.5)
 
 
 @pytest.fixture(scope="module")
 def imdb():
-    """The shared IMDb subset read through Hugging Face `datasets` and the shared tokenizer folder."""
+    """The bundled IMDb subset read as a local file through Hugging Face `datasets` (the `imdb` loader's
+    --data-dir path) and the bundled tokenizer folder."""
     return load_dataset("imdb", data_dir=str(IMDB), val_size=200, seed=0,
                         params={"tokenizer": str(TOKENIZER), "max_length": 48})
 
@@ -246,6 +247,6 @@ def test_text_attacks_flow_through_sweep_export_and_report(ray_local, text_store
     assert len(runs) and (runs.budget_spent <= 0.1 + 1e-9).all() and runs.effect.notna().all()
     md = build_report(sweep, log=lambda m: None)
     verdict = pd.read_csv(md.parent / "verdict.csv").set_index("method")
-    assert verdict.loc["gd", "verdict"].startswith(("removes", "fails"))
+    assert verdict.loc["gd", "verdict"].startswith(("removes", "fails", "inconclusive"))
     if attack == "backdoor":
         assert 0 <= verdict.loc["gd", "p"] <= 1 and verdict.loc["none", "asr"] >= 0

@@ -16,10 +16,12 @@ from __future__ import annotations
 import torch
 
 from ..data.base import Dataset, Split
-from ..errors import ConfigError
-from ..metrics import evaluate
+from ..errors import ConfigError, check_number
+from ..metrics import per_sample_losses
 from . import ATTACKS
 from .base import Attack, PoisonedSet
+from .evidence import Evidence, encode_bits, first, mean_of, paired_binary
+from .evidence import fmt3 as _fmt
 
 
 def insert_trigger(x: torch.Tensor, trigger: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -55,8 +57,8 @@ class Backdoor(Attack):
         p = {"trigger": "cf mn bb", "fraction": 0.05, "target": 1, "position": "random", **params}
         if not isinstance(p["trigger"], str) or not p["trigger"].strip():
             raise ConfigError("attack.trigger", p["trigger"], "a non-empty phrase")
-        if not isinstance(p["fraction"], (int, float)) or not 0 < float(p["fraction"]) < 1:
-            raise ConfigError("attack.fraction", p["fraction"], "the share of training reviews poisoned, in (0, 1)")
+        check_number("attack.fraction", p["fraction"], lo=0, hi=1, lo_open=True, hi_open=True,
+                     what="the share of training reviews poisoned")
         if not isinstance(p["target"], int) or isinstance(p["target"], bool) or p["target"] < 0:
             raise ConfigError("attack.target", p["target"], "a class index >= 0")
         if p["position"] not in ("start", "random"):
@@ -114,8 +116,11 @@ class Backdoor(Attack):
         for name, key in (("val", "val_asr"), ("test", "asr")):
             xs = poisoned.info["triggered"][name]
             # ASR = accuracy against the label "target" on the triggered reviews of the other classes
-            out[key] = evaluate(model, Split(xs, torch.full((len(xs),), target, dtype=torch.long)))["acc"]
+            _, hit = per_sample_losses(model, Split(xs, torch.full((len(xs),), target, dtype=torch.long)))
+            out[key] = hit.float().mean().item() if len(hit) else float("nan")
             out[f"{key}_n"] = len(xs)
+            if name == "test":  # which triggered reviews succeed: the verdict pairs them with θ_retrain's
+                out["asr_hits"] = encode_bits(hit.cpu().numpy())
         return out
 
     @classmethod
@@ -123,3 +128,28 @@ class Backdoor(Attack):
         """Validation ASR still above θ_retrain's (0 once down to it)."""
         return max(0.0, float(metrics["val_asr"]) - float(references["retrain"]["val_asr"]))
 
+    # ---- the verdict (docs/verdict.md) -------------------------------------------------------
+    effect_label = "poison effect: validation attack success above θ_retrain's"
+    verdict_unit = "triggered test reviews"
+    effect_header = "attack success rate − θ_retrain's"
+    item_keys = ("asr_hits",)
+    verdict_columns = ("asr", "mia_tpr")
+
+    @classmethod
+    def verdict_evidence(cls, mine, refs, margin_fraction, ctx) -> Evidence:
+        """Units: the triggered test reviews, each model's success paired with θ_retrain's on the same
+        review. fails: McNemar's exact test (one-sided); removes: the paired excess attack success is
+        shown below δ × θ_initial's excess (one-sided t-test)."""
+        n = first(mine, "asr_n") or first(refs["retrain"], "asr_n")
+        ev = paired_binary(mine, refs, "asr_hits", "asr", +1, margin_fraction, int(n) if n else None)
+        ev.base = mean_of(refs["retrain"], "asr")
+        return ev
+
+    @classmethod
+    def verdict_text(cls, ctx: dict) -> str:
+        a, m, ini = ctx["alpha"], ctx["m"], ctx["initial"]
+        return (f"Poison effect: the attack success rate on the {ini.n} triggered test reviews above θ_retrain's, "
+                f"paired review by review (the search tuned on the validation split's). **Fails**: McNemar's exact "
+                f"test (one-sided), Holm over {m} methods at α = {a:g}. **Removes**: the paired excess is shown "
+                f"below the margin δ {ctx['delta']:g} × θ_initial's excess = {_fmt(ini.margin)} (one-sided t-test, "
+                f"Holm). **Inconclusive** otherwise, with the number of triggered reviews that would decide.")

@@ -7,12 +7,16 @@ training set S_corr cheaply, so every later trial rebuilds the same poisoned set
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
 from ..data.base import Dataset, Split
 from ..errors import ConfigError
+from .evidence import Evidence, needed_normal
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -102,6 +106,56 @@ class Attack:
     def evaluate(self, model: torch.nn.Module, data: Dataset, poisoned: PoisonedSet) -> dict:
         """The attack's own metrics of `model` (e.g. target success); {} when GUS says it all."""
         return {}
+
+    # ---- the verdict: what the report asks the attack (docs/verdict.md) ------------------------
+    effect_label: str = "poison effect: |GUS| on the tuning half"  # the search's effect, as an axis label
+    verdict_unit: str = "units"       # what the tests count (held-out poisons, targets, test images ...)
+    effect_header: str = "effect"     # the verdict table's header of the effect column
+    item_keys: tuple[str, ...] = ()   # per-item vectors in `evaluate`'s output that the tests pair
+    verdict_columns: tuple[str, ...] = ()  # the attack's own columns shown in the verdict table
+    uses_tuned_scenario: bool = True  # False: the search saw this scenario's verdict evidence (one target)
+
+    @classmethod
+    def verdict_evidence(cls, mine: "pd.DataFrame", refs: dict, margin_fraction: float, ctx: dict) -> Evidence:
+        """The tests of one model: `mine` its runs, `refs` {"none", "retrain"} the reference runs
+        (raysweep/attacks/evidence.py describes the tables), `margin_fraction` δ (the margin is
+        δ × θ_initial's effect), `ctx` the sweep's facts (n_test, k_half, alpha)."""
+        raise NotImplementedError(f"attack {cls.name} defines no verdict tests")
+
+    @classmethod
+    def needed(cls, ev: Evidence, level: float) -> int | None:
+        """The number of units at which the observed effect would reach a decision at `level`."""
+        return needed_normal(ev, level)
+
+    @classmethod
+    def advice(cls, ev: Evidence, n: int | None) -> str:
+        """What an inconclusive verdict asks for."""
+        if n is None:
+            return "no sample size decides at this effect"
+        return f"~{n} {cls.verdict_unit} would decide (now {ev.n})"
+
+    @classmethod
+    def verdict_text(cls, ctx: dict) -> str:
+        """A paragraph: the tests, with the detection floor and the margin in the attack's units."""
+        return ""
+
+    @classmethod
+    def caution(cls, initial: Evidence, ctx: dict) -> list[str]:
+        """Warnings: θ_initial tested against θ_retrain the same way as the methods (uncorrected, at
+        α): when that does not reject, the attack did not take and "removes" means nothing."""
+        if initial.p_fails is None:
+            return [f"Caution: θ_initial's poison effect could not be tested against θ_retrain "
+                    f"({initial.note or 'missing figures'}), so no verdict here is evidence about unlearning."]
+        if initial.p_fails <= ctx["alpha"]:
+            return []
+        return [f"Caution: θ_initial itself shows no significant poison effect against θ_retrain by this "
+                f"attack's own test (effect {_fmt(initial.effect)}, p = {_fmt(initial.p_fails)} > α = "
+                f"{ctx['alpha']:g}): the attack did not take, so no verdict here says anything about "
+                "unlearning. Use a scenario where θ_initial shows the poison."]
+
+
+def _fmt(v) -> str:
+    return "–" if v is None or v != v else f"{float(v):.3g}"
 
     def apply(self, data: Dataset, stored: dict[str, torch.Tensor]) -> PoisonedSet:
         raise NotImplementedError

@@ -12,14 +12,39 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import numpy as np
+import pandas as pd
 import torch
 
 from ..data.base import Dataset
-from ..errors import ConfigError
+from ..errors import ConfigError, check_number
+from ..report.tests_exact import norm_ppf, t_ppf, tost
 from . import ATTACKS
 from .base import Attack, PoisonedSet
+from .evidence import Evidence, mean_of, per_scenario, unit_evidence
 
 DEFAULT_EPS = math.sqrt(0.32)  # eps^2 = 0.32, the paper's CIFAR-10 figure
+
+
+def _n_from(rows: pd.DataFrame) -> int | None:
+    """The number of held-out poisons behind a (GUS, z) summary: n = (z / GUS)^2."""
+    g, z = mean_of(rows, "holdout_gus"), mean_of(rows, "holdout_z")
+    return round((z / g) ** 2) if g and z else None
+
+
+def _pooled_scores(rows: pd.DataFrame):
+    """Per-poison held-out scores averaged over the runs of each scenario, concatenated over
+    scenarios; None when a run lacks them."""
+    if "scores" not in rows or not len(rows):
+        return None
+    parts = []
+    for _, g in per_scenario(rows).items():
+        vecs = [v for v in g["scores"]]
+        if any(not isinstance(v, (list, tuple, np.ndarray)) or len(v) == 0 for v in vecs) or \
+                len({len(v) for v in vecs}) != 1:
+            return None
+        parts.append(np.mean(np.asarray(vecs, dtype=float), axis=0))
+    return np.concatenate(parts)
 
 
 @ATTACKS.register("gaussian")
@@ -38,10 +63,9 @@ class GaussianPoison(Attack):
             p["fraction"] = 0.05
         if p.get("k") is not None and (not isinstance(p["k"], int) or isinstance(p["k"], bool) or p["k"] < 1):
             raise ConfigError("attack.k", p["k"], "a positive integer")
-        if p.get("fraction") is not None and not (0 < float(p["fraction"]) < 1):
-            raise ConfigError("attack.fraction", p["fraction"], "a number in (0, 1)")
-        if not isinstance(p["eps"], (int, float)) or isinstance(p["eps"], bool) or not p["eps"] > 0:
-            raise ConfigError("attack.eps", p["eps"], "a number > 0 (the noise std; eps^2 = 0.32 by default)")
+        if p.get("fraction") is not None:
+            check_number("attack.fraction", p["fraction"], lo=0, hi=1, lo_open=True, hi_open=True)
+        check_number("attack.eps", p["eps"], lo=0, lo_open=True, what="the noise std; eps^2 = 0.32 by default")
         if p["space"] not in ("input", "pixel"):
             raise ConfigError("attack.space", p["space"], "input or pixel")
         p["eps"] = float(p["eps"])
@@ -93,3 +117,72 @@ class GaussianPoison(Attack):
             slot[idx] = torch.arange(idx.numel())
             train = replace(train, noise=shift, slot=slot)
         return PoisonedSet(train, idx, clean, noise, self.params["eps"], grad_scale, {"space": self.params["space"]})
+
+    # ---- the verdict (docs/verdict.md) -------------------------------------------------------
+    verdict_unit = "held-out poisons"
+    effect_header = "GUS (held-out)"
+    verdict_columns = ("holdout_z", "holdout_tpr_two", "mia_tpr")
+
+    @classmethod
+    def verdict_evidence(cls, mine, refs, margin_fraction, ctx) -> Evidence:
+        """Units: the held-out poisons, each scored I_z by each run. Runs on one scenario share its
+        poisons, so a poison's scores are averaged over the runs first (runs of one model are
+        correlated through the same noise; the poisons are independent), then pooled over scenarios.
+          effect:  GUS = mean of those per-poison averages, with a t interval;
+          fails:   two-sided z-test of GUS = 0 with σ = 1: exact for one run (a model that never saw
+                   the noise scores exactly N(0, 1)), conservative for averaged runs (variance <= 1);
+          removes: two one-sided t-tests (sample SD) that |GUS| < δ × |θ_initial's held-out GUS|.
+        θ_retrain's GUS is exactly N(0, 1/n) around 0, so the test compares with that known 0 rather
+        than with θ_retrain's sampled mean, which would only add its noise (twice the variance)."""
+        init = _pooled_scores(refs["none"])
+        mine_x = _pooled_scores(mine)
+        if mine_x is not None and init is not None:
+            ev = unit_evidence(mine_x, margin_fraction * abs(float(init.mean())), True, null_sd=1.0)
+        else:  # summaries only (tables without per-poison scores): GUS, z -> n
+            g = mean_of(mine, "holdout_gus")
+            gi = mean_of(refs["none"], "holdout_gus")
+            n = int(ctx.get("k_half") or _n_from(mine) or _n_from(refs["none"]) or 0)
+            if g is None or n < 2:
+                return Evidence(note="not judged: missing figures")
+            margin = margin_fraction * abs(gi) if gi is not None else None
+            ev = Evidence(g, g - 1.96 / math.sqrt(n), g + 1.96 / math.sqrt(n), n, 1.0, 1.0, True, margin,
+                          math.erfc(abs(g) * math.sqrt(n) / math.sqrt(2)),
+                          tost(g, 1.0, n, margin) if margin is not None else None,
+                          note="per-poison scores not in the tables: SD taken as 1")
+        ev.per_run = [float(v) for v in pd.to_numeric(mine.get("holdout_gus"), errors="coerce").dropna()] \
+            if "holdout_gus" in mine else []
+        ev.runs, ev.scenarios = len(mine), len(per_scenario(mine))
+        return ev
+
+    @classmethod
+    def advice(cls, ev: Evidence, n: int | None) -> str:
+        if n is None:
+            return "no number of poisons decides at this effect"
+        return (f"~{n} held-out poisons would decide (now {ev.n}; a scenario with k ≈ {2 * n}, or "
+                f"--scenario-seeds {max(1, math.ceil(n * max(1, ev.scenarios) / max(1, ev.n)) - 1)}): "
+                "more unlearning "
+                "seeds barely help, the noise draws are the sample")
+
+    @classmethod
+    def verdict_text(cls, ctx: dict) -> str:
+        a, m, n, ini = ctx["alpha"], ctx["m"], ctx["n"], ctx["initial"]
+        if not n:
+            return "The held-out GUS could not be computed."
+        strict, loose = a / m, a
+        floor_s, floor_l = norm_ppf(1 - strict / 2) / math.sqrt(n), norm_ppf(1 - loose / 2) / math.sqrt(n)
+        margin = ini.margin
+        text = (f"Poison effect: the GUS of the {n} held-out poisons (the tuning half chose the configuration; "
+                f"each poison's score averaged over a method's runs). **Fails** (the effect is shown to remain): "
+                f"two-sided z-test of GUS = 0 against the exact N(0, 1) null, Holm over {m} methods at "
+                f"family-wise α = {a:g}; detection floor |GUS| ≥ {floor_s:.3f} at the strictest step (α/{m}), "
+                f"{floor_l:.3f} at the loosest (α). ")
+        if margin:
+            best = margin - t_ppf(1 - strict, max(1, n - 1)) * (ini.sd or 1.0) / math.sqrt(n)
+            text += (f"**Removes** (the effect is shown to be gone): two one-sided t-tests that |GUS| < the "
+                     f"equivalence margin {margin:.3f} = δ {ctx['delta']:g} × |θ_initial's held-out GUS| "
+                     f"{abs(ini.effect):.3f}, Holm over {m} methods at α = {a:g}; ")
+            text += (f"with a per-poison SD near 1 this needs |GUS| ≤ {best:.3f} at the strictest step." if best > 0
+                     else f"no method can be shown to remove the poison with {n} held-out poisons (about "
+                          f"{math.ceil((norm_ppf(1 - strict) / margin) ** 2)} would let a model that never saw the "
+                          "noise be shown to remove it).")
+        return text + " **Inconclusive** otherwise, with the number of held-out poisons that would decide."

@@ -15,13 +15,17 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from ..data.base import Dataset
-from ..errors import ConfigError
+from ..errors import ConfigError, check_number
+from ..report.tests_exact import fisher_greater, fisher_min_n, newcombe_upper, noninferiority_rates, norm_ppf
 from . import ATTACKS
 from .base import Attack, BuildEnv, PoisonedSet
+from .evidence import Evidence, per_scenario
+from .evidence import fmt3 as _fmt
 from .pixels import channel_view, to_normalised, to_pixels
 
 
@@ -85,18 +89,17 @@ class GradientMatching(Attack):
         cls.only(params, allowed)
         p = {"eps": 16 / 255, "fraction": 0.01, "count": None, "restarts": 8, "steps": 240, "lr": 0.1,
              "target": None, "adv_class": None, "augment": True, **params}
-        if not (isinstance(p["eps"], (int, float)) and 0 < p["eps"] <= 1):
-            raise ConfigError("attack.eps", p["eps"], "an l-inf bound in pixel units in (0, 1], e.g. 0.0627 (16/255)")
-        if p["count"] is None and not 0 < float(p["fraction"]) < 1:
-            raise ConfigError("attack.fraction", p["fraction"], "a number in (0, 1)")
+        check_number("attack.eps", p["eps"], lo=0, hi=1, lo_open=True, what="an l-inf bound in pixel units, e.g. "
+                     "0.0627 (16/255)")
+        if p["count"] is None:
+            check_number("attack.fraction", p["fraction"], lo=0, hi=1, lo_open=True, hi_open=True)
         for key in ("count", "restarts", "steps", "target", "adv_class"):
             v = p[key]
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < (0 if key in
                                                                                     ("target", "adv_class") else 1)):
                 raise ConfigError(f"attack.{key}", v, "a non-negative integer" if key in ("target", "adv_class")
                                   else "a positive integer")
-        if not p["lr"] > 0:
-            raise ConfigError("attack.lr", p["lr"], "a step > 0 (units of eps)")
+        check_number("attack.lr", p["lr"], lo=0, lo_open=True, what="a step in units of eps")
         p["eps"] = float(p["eps"])
         return {k: v for k, v in p.items() if v is not None}
 
@@ -171,3 +174,101 @@ class GradientMatching(Attack):
         model.train(was)
         prob = torch.softmax(logits, 1)[0]
         return {"target_success": float(int(logits.argmax(1)) == adv), "target_adv_prob": float(prob[adv])}
+
+    # ---- the verdict (docs/verdict.md) -------------------------------------------------------
+    effect_label = "poison effect: adversarial-class probability on the target"
+    verdict_unit = "fresh targets"
+    effect_header = "target hit rate − θ_retrain's"
+    verdict_columns = ("target_success",)
+    uses_tuned_scenario = False  # the search tuned on the sweep's own target: it is no evidence
+
+    @classmethod
+    def verdict_evidence(cls, mine, refs, margin_fraction, ctx) -> Evidence:
+        """Units: targets of fresh scenarios (`report --scenario-seeds`); the sweep's own target is
+        left out (`uses_tuned_scenario = False`: the report passes no run of it), since the search
+        tuned on it. A method hits a target when it hits it in at least
+        half of its runs there.
+          fails:   one-sided Fisher exact test, hits of the method > hits of θ_retrain;
+          removes: the method's hit rate − θ_retrain's < δ × (θ_initial's − θ_retrain's), by
+                   inverting Newcombe's score interval of the difference (one-sided)."""
+        hits = _target_hits(mine)
+        base = _target_hits(refs["retrain"])
+        init = _target_hits(refs["none"])
+        keys = [s for s in hits if s in base]
+        n = len(keys)
+        ev = Evidence(n=n, runs=len(mine), scenarios=n)
+        if not n:
+            ev.note = "tuned on its own target: no fresh target to judge on"
+            return ev
+        a, b = sum(hits[s] for s in keys), sum(base[s] for s in keys)
+        init_keys = [s for s in keys if s in init]
+        margin = max(0.0, margin_fraction * (sum(init[s] for s in init_keys) / len(init_keys) - b / n)) \
+            if init_keys else None
+        d = (a - b) / n
+        z = norm_ppf(0.975)
+        ev.effect, ev.margin, ev.base = d, margin, b / n
+        ev.hi = newcombe_upper(a, n, b, n, z)
+        ev.lo = -newcombe_upper(b, n, a, n, z)
+        ev.sd = math.sqrt((a / n) * (1 - a / n) + (b / n) * (1 - b / n))
+        ev.p_fails = fisher_greater(a, n, b, n)
+        ev.p_removes = noninferiority_rates(a, n, b, n, margin) if margin is not None else None
+        ev.per_run = [float(v) for v in pd.to_numeric(mine.get("target_success"), errors="coerce").dropna()] \
+            if "target_success" in mine else []
+        return ev
+
+    @classmethod
+    def needed(cls, ev: Evidence, level: float) -> int | None:
+        """Fresh targets at which the observed hit rates would decide: the smallest n where Fisher's
+        test (fails) or the Newcombe bound (removes) reaches `level` at those rates; with no fresh
+        target yet, the smallest n at which Fisher's test can reject at all (n of n hits vs 0 of n)."""
+        if not ev.n or ev.effect is None:
+            return fisher_min_n(level)
+        pb = ev.base or 0.0
+        pm = min(1.0, max(0.0, ev.effect + pb))
+        for n in range(1, 301):
+            a, b = round(pm * n), round(pb * n)
+            if a > b and fisher_greater(a, n, b, n) <= level:
+                return n
+            if ev.margin and noninferiority_rates(a, n, b, n, ev.margin) <= level:
+                return n
+        return None
+
+    @classmethod
+    def advice(cls, ev: Evidence, n: int | None) -> str:
+        if n is None:
+            return "no number of targets decides at these hit rates"
+        return f"{n} fresh targets would decide (now {ev.n}: `report --scenario-seeds {n}`)"
+
+    @classmethod
+    def verdict_text(cls, ctx: dict) -> str:
+        a, m, ini = ctx["alpha"], ctx["m"], ctx["initial"]
+        need = fisher_min_n(a / m)
+        return (f"Poison effect: how many fresh targets (one per fresh scenario, `report --scenario-seeds N`; the "
+                f"sweep's own target was tuned on and is left out) a method's best configuration still misclassifies "
+                f"as the adversarial class, against θ_retrain on the same targets. **Fails**: one-sided Fisher exact "
+                f"test, method > θ_retrain, Holm over {m} methods at α = {a:g}. It can reject only with at least "
+                f"**{need} fresh targets** (n of n hits against 0 of n gives p = 1/C(2n, n); the strictest Holm "
+                f"step is α/{m} = {a / m:.4g}); this report has {ini.n}. **Removes**: the hit-rate excess over "
+                f"θ_retrain is shown below the margin δ {ctx['delta']:g} × (θ_initial's rate − θ_retrain's) = "
+                f"{_fmt(ini.margin)} (Newcombe's score bound, Holm). **Inconclusive** otherwise, with the number "
+                f"of fresh targets that would decide.")
+
+    @classmethod
+    def caution(cls, initial: Evidence, ctx: dict) -> list[str]:
+        out = []
+        need = fisher_min_n(ctx["alpha"] / ctx["m"])
+        if initial.n < (need or 0):
+            out.append(f"Caution: {initial.n} fresh targets were run; Fisher's test cannot reject at Holm's "
+                       f"strictest level with fewer than {need}, so no method can be found to fail here. Run "
+                       f"`raysweep report SWEEP --scenario-seeds {need}`.")
+        return out + (super().caution(initial, ctx) if initial.n else [])
+
+
+def _target_hits(rows: pd.DataFrame) -> dict:
+    """{scenario: 1 if the model hits its target in at least half of its runs there}."""
+    out = {}
+    for scen, g in per_scenario(rows).items():
+        v = pd.to_numeric(g.get("target_success"), errors="coerce").dropna() if "target_success" in g else []
+        if len(v):
+            out[scen] = int(float(v.mean()) >= 0.5)
+    return out

@@ -70,7 +70,12 @@ class Dataset:
 
 def split_val(x: torch.Tensor, y: torch.Tensor, val_size: int, seed: int) -> tuple[Split, Split]:
     """Seeded split of a held-out set into (val, test); val_size rows go to validation."""
-    if val_size <= 0:
+    if not 0 <= val_size < len(y):
+        from ..errors import ConfigError
+
+        raise ConfigError("val_size", val_size, f"fewer than the {len(y)} rows of the held-out split (the rest is "
+                          "the test set)")
+    if val_size == 0:
         return Split(x[:0], y[:0]), Split(x, y)
     g = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(y), generator=g)

@@ -1,6 +1,7 @@
 """Model registry. A factory: (num_classes: int, input_shape: tuple, **params) -> Classifier."""
 import torch
 
+from ..errors import ConfigError
 from ..registry import Registry
 from .base import Classifier
 
@@ -9,12 +10,31 @@ MODELS: Registry = Registry("model")
 from . import hf, resnet  # noqa: E402,F401  (registers resnet9, resnet18, gpt2-tiny, hf, gpt2-medium)
 
 
+def check_model_params(name: str, params: dict) -> None:
+    """Refuse a model parameter the factory does not take, naming it and those it does (before any data or
+    training); values are checked when the model is first built."""
+    import inspect
+
+    factory = MODELS.get(name, "model")
+    sig = inspect.signature(factory)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    takes = sorted(n for n in sig.parameters if n not in ("num_classes", "input_shape"))
+    for key in params:
+        if key not in takes:
+            raise ConfigError(f"model_params.{key}", params[key], f"{name} takes {', '.join(takes) or 'no parameters'}")
+
+
 def build_model(name: str, num_classes: int, input_shape: tuple, seed: int, **params) -> Classifier:
     """Seeded construction: the same (name, params, seed) gives the same initial weights."""
     factory = MODELS.get(name, "model")
+    check_model_params(name, params)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = factory(num_classes=num_classes, input_shape=input_shape, **params)
+        try:
+            model = factory(num_classes=num_classes, input_shape=input_shape, **params)
+        except (TypeError, ValueError) as e:
+            raise ConfigError("model_params", params, f"values {name} can build with ({e})".replace("\n", " ")) from e
     if model.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model

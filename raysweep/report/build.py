@@ -1,6 +1,6 @@
 """Build the report of a sweep from its exported tables alone.
 
-    raysweep report SWEEP [--out DIR] [--seeds N]
+    raysweep report SWEEP [--out DIR] [--seeds N] [--scenario-seeds M] [--margin DELTA]
 
 SWEEP is a sweep directory or a folder written by `raysweep export --out` (trials/history/scores
 tables + sweep.json), so a copied sweep can be reported offline without Ray.
@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..artifacts import atomic_write_text
+from ..artifacts import atomic_write_table, atomic_write_text
+from ..attacks import ATTACKS
 from ..errors import RaysweepError
 from ..results import load_tables
 from . import figures
 from .render import to_html, to_markdown
-from .verdict import ATTACK_TESTS, detection_floor, verdict_table
+from .seeds import rerun_best, spread_table
+from .verdict import DEFAULT_MARGIN, OUTCOMES, judge
 
 
 def read_tables(path: str | Path):
@@ -65,125 +67,112 @@ def importances(meta: dict, trials: pd.DataFrame) -> dict[str, dict[str, float]]
     return out
 
 
-def seed_rows(meta: dict, trials: pd.DataFrame, n: int, log) -> pd.DataFrame:
-    """Re-run each method's best configuration on n fresh seeds (new poison draws and base models,
-    prepared once each), next to θ_initial and θ_retrain of those seeds."""
-    from dataclasses import replace
-
-    from ..artifacts import LocalStore, read_manifest
-    from ..config import scenario_from_dict
-    from ..scenario import Scenario, prepare, public, store_key
-    from ..unlearn.session import unlearn_scenario
-
-    store = LocalStore(meta["store"])
-    base = scenario_from_dict(read_manifest(store.open_dir(store_key(meta["scenario"])))["config"])
-    best = trials[(trials.status == "finished") & trials.is_best.astype(bool)].set_index("method")
-    rows = []
-    for i in range(1, n + 1):
-        cfg = replace(base, seed=base.seed + i)
-        log(f"[report] seed {cfg.seed}: preparing scenario {cfg.hash()}")
-        manifest, _ = prepare(cfg, store, "cpu", log=log)
-        for ref, which in (("none", "initial"), ("retrain", "retrain")):
-            rows.append({"seed": cfg.seed, "method": ref, **manifest["metrics"][which]})
-        scen = Scenario.load(store, cfg)
-        for m in best.index:
-            r = best.loc[m]
-            # the method's own Hyper validates and converts (3.0 -> 3 for integer fields)
-            hp = {k[3:]: (v.item() if hasattr(v, "item") else v) for k, v in r.items()
-                  if k.startswith("hp_") and not _isnan(v)}
-            share = r.get("cap_share")
-            budget = float(meta["config"]["budget"]) * (1.0 if _isnan(share) else float(share))
-            res = unlearn_scenario(scen, m, budget, hp, meta["config"]["seed"])
-            rows.append({"seed": cfg.seed, "method": m, **public(scen.evaluate(res.model)),
-                         "budget_spent": res.budget_spent, "diverged": res.diverged})
-    return pd.DataFrame(rows)
-
-
 def _isnan(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-SHOW = {
-    "gaussian": ["method", "config", "holdout_gus", "holdout_z", "holdout_p", "holdout_tpr_two", "test_acc", "mia_tpr",
-                 "budget_spent", "holm_level", "verdict"],
-    "gradient_matching": ["method", "config", "target_success", "n_targets", "p", "test_acc", "budget_spent",
-                          "holm_level", "verdict"],
-    "gradient_canceling": ["method", "config", "test_acc", "p", "budget_spent", "holm_level", "verdict"],
-    "backdoor": ["method", "config", "asr", "p", "test_acc", "mia_tpr", "budget_spent", "holm_level", "verdict"],
-}
-VERDICT_SHOW = {"method": "method", "config": "best configuration (chosen on the tuning half)",
-                "holdout_gus": "GUS", "holdout_z": "z", "holdout_p": "p (two-sided)", "holdout_tpr_two": "TPR@1%",
-                "test_acc": "test acc", "mia_tpr": "MIA TPR@1%", "budget_spent": "budget", "holm_level": "Holm level",
-                "target_success": "target hit rate", "asr": "attack success rate", "n_targets": "targets", "p": "p",
-                "verdict": "verdict"}
+HEADERS = {"method": "method", "config": "best configuration (chosen on the search's evidence)", "runs": "runs",
+           "n": "n", "ci": "95 % CI", "p_fails": "p (fails)", "holm_fails": "Holm level (fails)",
+           "p_removes": "p (removes)", "holm_removes": "Holm level (removes)", "holdout_z": "z (best trial)",
+           "holdout_tpr_two": "TPR@1%", "test_acc": "test acc (mean over runs)", "mia_tpr": "MIA TPR@1%",
+           "budget_spent": "budget", "target_success": "target hit (sweep's target)", "asr": "attack success rate",
+           "verdict": "verdict"}
+
+
+def verdict_view(table: pd.DataFrame, cls) -> pd.DataFrame:
+    """The verdict table as shown: generic columns around the attack's own (`Attack.verdict_columns`)."""
+    v = table.copy()
+    v["ci"] = [("–" if _isnan(lo) or _isnan(hi) else f"[{lo:+.3f}, {hi:+.3f}]")
+               for lo, hi in zip(v.effect_lo, v.effect_hi)]
+    cols = ["method", "config", "runs", "effect", "ci", "n", "p_fails", "holm_fails", "p_removes", "holm_removes",
+            *cls.verdict_columns, "test_acc", "budget_spent", "verdict"]
+    return v[cols].rename(columns={**HEADERS, "effect": cls.effect_header})
 
 
 def build_report(path: str | Path, out: str | Path | None = None, alpha: float = 0.05,
-                 tolerance: float | None = None, seeds: int = 0, log=None) -> Path:
+                 tolerance: float | None = None, seeds: int = 0, log=None, margin: float = DEFAULT_MARGIN,
+                 scenario_seeds: int = 0) -> Path:
+    """Verdict, figures, Markdown + HTML. seeds: fresh unlearning seeds per best configuration;
+    scenario_seeds: fresh scenarios (report/seeds.py); margin: δ, the equivalence margin as a
+    fraction of θ_initial's effect."""
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))
     meta, trials, history, scores = read_tables(path)
     out = Path(out or Path(path) / "report").resolve()
     out.mkdir(parents=True, exist_ok=True)
     cfg = meta["config"]
     attack = meta.get("attack", "gaussian")
+    cls = ATTACKS.get(attack, "attack")
     tol = cfg.get("tolerance", 0.02) if tolerance is None else tolerance
     sr = None
-    if seeds:
-        sr = seed_rows(meta, trials, seeds, say)
-        sr.to_csv(out / "seeds.csv", index=False)
-    verdict = verdict_table(trials, alpha, tol, attack, meta.get("n_test"), sr)
-    verdict.to_csv(out / "verdict.csv", index=False)
+    if seeds or scenario_seeds:
+        sr = rerun_best(meta, trials, seeds, scenario_seeds, say)
+        atomic_write_table(sr.drop(columns=["scores", *cls.item_keys], errors="ignore"), out / "seeds.csv")
+    j = judge(trials, alpha, tol, attack, meta.get("n_test"), sr, margin, scores, meta)
+    verdict = j.table
+    atomic_write_table(verdict, out / "verdict.csv")
     tuned = verdict[verdict.status == "tuned"]
-    m = len(tuned)
-    k_half = len(meta.get("holdout_rows") or []) or int(meta.get("k", 0)) // 2
-    strict = alpha / max(1, m)
     best = {r.method: r.trial_id for r in trials[trials.is_best.astype(bool)].itertuples()}
     figs = [
         (figures.score_histograms(scores, best, out), "GUS scores I_z with the N(0, 1) density: fresh noise vs "
          "θ_initial, the poisons vs θ_initial, and the held-out poisons vs each method's best unlearned model"),
-        (figures.gus_vs_budget(history, trials, out), "GUS on the tuning half vs budget spent, every trial "
-         "(best in blue), with θ_initial and θ_retrain"),
-        (figures.accuracy_vs_gus(trials, meta.get("floor", float("nan")), out),
-         "validation accuracy vs |GUS| (tuning half) of every finished trial, with the Pareto front"),
+        (figures.gus_vs_budget(history, trials, out, cls.effect_label), "GUS on the tuning half (other attacks: "
+         "their effect) vs budget spent, every trial (best in blue), with θ_initial and θ_retrain"),
+        (figures.accuracy_vs_gus(trials, meta.get("floor", float("nan")), out, cls.effect_label),
+         "validation accuracy vs the poison effect the search minimised, every finished trial, with the Pareto "
+         "front; diverged runs at the right edge"),
         (figures.mia_vs_gus(verdict, out), "TPR at 1 % FPR of the loss-threshold MIA and of the Gaussian test "
          "(held-out poisons)"),
-        (figures.optimisation_history(trials, out), "objective per trial and its running best (Optuna TPE)"),
+        (figures.optimisation_history(trials, out), "objective per trial and its running best (Optuna TPE); runs "
+         "below the accuracy floor and diverged runs marked at the top edge"),
         (figures.param_importances(importances(meta, trials), out), "parameter importances (Optuna fANOVA)"),
     ]
     counts = (trials[trials.status != "reference"].groupby(["method", "status"]).size().unstack(fill_value=0)
               .reset_index())
+    by = {o: tuned[tuned.outcome == o].method.tolist() for o in OUTCOMES}
     removed = tuned[tuned.verdict == "removes the poison"].method.tolist()
-    failed_poison = tuned[tuned.poison_removed.eq(False)].method.tolist()
     failed_acc = tuned[tuned.accuracy_kept.eq(False)].method.tolist()
-    refs = verdict.set_index("method")
+    runs_note = (f"each method's best trial and its re-runs ({seeds} fresh unlearning seed(s), {scenario_seeds} "
+                 "fresh scenario(s))" if sr is not None else "each method's best trial alone (one unlearning seed: "
+                 "`raysweep report SWEEP --seeds N` re-runs it on N fresh seeds, `--scenario-seeds M` on M fresh "
+                 "scenarios)")
     blocks = [
         ("h", 1, f"raysweep report: {meta['name']}"),
         ("p", f"Scenario {meta.get('scenario_name') or ''} ({meta['scenario']}): attack {attack}, {meta.get('k')} "
-              f"poisons, "
-              f"budget cap {cfg['budget']:g} of θ_initial's training compute ({meta.get('train_compute')} "
+              f"poisons, budget cap {cfg['budget']:g} of θ_initial's training compute ({meta.get('train_compute')} "
               f"sample-gradients), {cfg['trials']} trials per method, seed {cfg['seed']}. Sweep created "
               f"{meta.get('created')}; raysweep {meta['versions'].get('raysweep')}, torch "
               f"{meta['versions'].get('torch')}."),
         ("h", 2, "Verdict"),
-        *(_gaussian_text(k_half, m, alpha, strict, tol, refs) if attack == "gaussian" else
-          [("p", f"Each method's configuration was chosen on the search's evidence (validation split, the "
-                 f"attack's effect: {meta.get('attack_metric')}) and judged by the {ATTACK_TESTS[attack]}, "
-                 f"Holm-corrected over {m} methods at family-wise α = {alpha:g}. Accuracy kept: test accuracy ≥ "
-                 f"θ_retrain's ({fmt_acc(refs, 'retrain')}) − {tol:g}.")]),
-        ("table", verdict[[c for c in SHOW[attack]]].rename(columns=_headers(attack))),
-        ("p", f"Measured: {len(removed)} of {m} tuned methods remove the poison by both criteria"
-              f"{(': ' + ', '.join(removed)) if removed else ''}. Poison effect still detected: "
-              f"{', '.join(failed_poison) or 'none'}. Accuracy below the tolerance: {', '.join(failed_acc) or 'none'}."
-              f" Not rejecting is absence of evidence at this sample size, not proof of removal."),
+        ("p", f"Each method's configuration was chosen on the search's evidence and is judged on evidence the "
+              f"search did not see, pooled over {runs_note}. Three outcomes for the poison, each with its own test: "
+              f"**fails**: the effect is shown to remain; **removes**: the effect is shown to lie within the "
+              f"equivalence margin of θ_retrain's (δ = {margin:g} of θ_initial's effect); **inconclusive**: "
+              f"neither, with the sample size that would decide. Each family is Holm-corrected over the {j.m} "
+              f"methods at family-wise α = {alpha:g}. Accuracy is a separate condition: mean test accuracy ≥ "
+              f"θ_retrain's ({fmt_acc(verdict.set_index('method'), 'retrain')}) − {tol:g}; a method removes "
+              f"the poison only if both hold. See docs/verdict.md."),
+        ("p", cls.verdict_text(j.ctx)),
+        ("table", verdict_view(verdict, cls)),
+        ("p", f"Measured: {len(removed)} of {len(tuned)} tuned methods remove the poison"
+              f"{(': ' + ', '.join(removed)) if removed else ''}. Poison effect shown to remain: "
+              f"{', '.join(by['fails']) or 'none'}; shown gone: {', '.join(by['removes']) or 'none'}; "
+              f"inconclusive: {', '.join(by['inconclusive']) or 'none'}. Accuracy below the tolerance: "
+              f"{', '.join(failed_acc) or 'none'}."),
     ]
-    blocks.extend(_caution(attack, refs, alpha, tol, meta.get("n_test")))
-    if sr is not None:
-        cols = [c for c in ("holdout_gus", "holdout_z", "target_success", "test_acc", "mia_tpr") if c in sr]
-        agg = sr.groupby("method", sort=False)[cols].agg(["mean", "std"])
-        agg.columns = [f"{a} {b}" for a, b in agg.columns]
-        blocks += [("h", 2, f"Best configurations on {seeds} fresh seeds"),
-                   ("p", "New poison draws and base models per seed (prepared once each); mean and std."),
-                   ("table", agg.reset_index())]
+    blocks += [("p", c) for c in cls.caution(j.evidence["none"], j.ctx)]
+    notes = dict.fromkeys(ev.note for ev in j.evidence.values() if ev.note and ev.effect is not None)
+    blocks += [("p", f"Note: {n}.") for n in notes]
+    if sr is None:
+        blocks.append(("p", "Note: each verdict rests on one unlearning run per method; the spread over seeds is "
+                            "not measured (`--seeds N`)."))
+    else:
+        tested = {m: j.evidence[m] for m in ["none", "retrain", *tuned.method] if m in j.evidence}
+        blocks += [("h", 2, "Spread over seeds"),
+                   ("p", f"Every run the verdict pooled: the best trial, {seeds} fresh unlearning seed(s) and "
+                         f"{scenario_seeds} fresh scenario(s) (new poisons and references, prepared once each and "
+                         "cached); the pooled effect with its 95 % interval, and the effect of each run. All runs: "
+                         "seeds.csv."),
+                   ("table", spread_table(j.runs, tested, cls.effect_header))]
     blocks.append(("h", 2, "Figures"))
     for p, caption in figs:
         blocks.append(("img", p.name, caption))
@@ -192,55 +181,6 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
     atomic_write_text(out / "report.html", to_html(blocks, f"raysweep report: {meta['name']}"))
     say(f"[report] written to {out / 'report.md'} and report.html")
     return out / "report.md"
-
-
-def _headers(attack: str) -> dict:
-    if attack == "gaussian":
-        return VERDICT_SHOW
-    return {**VERDICT_SHOW, "config": "best configuration (chosen on validation)"}
-
-
-def _gaussian_text(k_half, m, alpha, strict, tol, refs) -> list[tuple]:
-    return [("p", f"Each method's configuration was chosen on the tuning half of the poisons and the validation "
-                  f"split, then judged on the other {k_half} poisons and the test set. Poison removed: the two-sided "
-                  f"z-test of holdout GUS = 0 (exact N(0, 1) null) does not reject at family-wise level "
-                  f"α = {alpha:g}, Holm-corrected over {m} methods (the strictest step is α/{m} = {strict:.4g}, "
-                  f"which rejects |GUS| ≥ {detection_floor(k_half, strict):.3f}; the loosest, α = {alpha:g}, "
-                  f"rejects |GUS| ≥ {detection_floor(k_half, alpha):.3f}). Accuracy kept: test accuracy ≥ "
-                  f"θ_retrain's ({fmt_acc(refs, 'retrain')}) − {tol:g}.")]
-
-
-def _caution(attack: str, refs: pd.DataFrame, alpha: float, tol: float, n_test: int | None = None) -> list[tuple]:
-    """A warning when θ_initial itself shows no poison effect (by the attack's own test against
-    θ_retrain, uncorrected): every "removes" is then uninformative."""
-    from .tests_exact import proportion_less
-
-    if "none" not in refs.index:
-        return []
-    r, base = refs.loc["none"], refs.loc["retrain"]
-    if attack == "gaussian":
-        weak = _isnan(r.get("holdout_p")) or float(r["holdout_p"]) > alpha
-        what = f"no significant signal on the held-out half (p = {fmt_p(r.get('holdout_p'))} > α = {alpha:g})"
-    elif attack == "gradient_matching":
-        weak = _isnan(r.get("target_success")) or float(r["target_success"]) == 0
-        what = f"a target hit rate of {fmt_p(r.get('target_success'))}"
-    elif attack == "backdoor":
-        n = r.get("asr_n")
-        p = None if _isnan(r.get("asr")) or _isnan(n) else proportion_less(float(base["asr"]), int(n),
-                                                                            float(r["asr"]), int(n))
-        weak = p is None or p > alpha
-        what = (f"an attack success rate ({fmt_p(r.get('asr'))}) not significantly above θ_retrain's "
-                f"({fmt_p(base.get('asr'))}; p = {fmt_p(p)})")
-    else:
-        p = proportion_less(float(r["test_acc"]), int(n_test), float(base["test_acc"]), int(n_test)) \
-            if n_test else None
-        weak = (p is None or p > alpha) or float(r["test_acc"]) >= float(base["test_acc"]) - tol
-        what = (f"no significant accuracy loss against θ_retrain ({fmt_p(r.get('test_acc'))} vs "
-                f"{fmt_p(base.get('test_acc'))}; one-sided p = {fmt_p(p)})")
-    if not weak:
-        return []
-    return [("p", f"Caution: θ_initial itself shows {what}, so 'removes the poison' is uninformative here: there "
-                  "was nothing detectable to remove. Use a scenario where θ_initial shows the poison.")]
 
 
 def fmt_p(v) -> str:

@@ -11,26 +11,107 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..sweep.objective import DIVERGED, EFFECT_CAP  # noqa: E402
+
 REF_STYLE = {"none": dict(color="tab:red", ls="--", label="θ_initial (none)"),
              "retrain": dict(color="tab:green", ls=":", label="θ_retrain")}
 
 
-def _grid(n: int, width: float = 3.2, height: float = 2.6):
+def _grid(n: int, xlabel: str = "", ylabel: str = "", width: float = 3.2, height: float = 2.6):
+    """n panels, at most 4 a row, one shared axis label per figure (never one per panel)."""
     cols = min(4, max(1, n))
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows + 0.5), squeeze=False,
+                             layout="constrained")
     for ax in axes.flat[n:]:
         ax.axis("off")
+    if xlabel:
+        fig.supxlabel(xlabel, fontsize=9)
+    if ylabel:
+        fig.supylabel(ylabel, fontsize=9)
     return fig, list(axes.flat[:n])
 
 
+def _figure_legend(fig, axes) -> None:
+    """One legend for the figure (above the panels), with every label any panel drew."""
+    seen = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, h)
+    if seen:
+        fig.legend(list(seen.values()), list(seen), loc="outside upper center", ncol=min(6, len(seen)), fontsize=7,
+                   frameon=False)
+
+
+def describe(fig) -> list[dict]:
+    """What a figure shows, panel by panel: its title, axis labels and how much data it draws (lines
+    with their point counts, scatter points, bars, reference lines). Kept beside each PNG so tests and
+    users can check a figure's content without reading pixels."""
+    panels = []
+    for ax in fig.axes:
+        if not ax.axison:
+            continue
+        lines = ax.get_lines()
+        panels.append({"title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
+                       "xlim": [float(v) for v in ax.get_xlim()], "ylim": [float(v) for v in ax.get_ylim()],
+                       "lines": len(lines), "line_points": int(sum(len(ln.get_xdata()) for ln in lines)),
+                       "points": int(sum(len(c.get_offsets()) for c in ax.collections
+                                         if hasattr(c, "get_offsets"))),
+                       "edge_points": int(sum(len(c.get_offsets()) for c in ax.collections
+                                              if c.get_gid() == "edge")),
+                       "bars": len(ax.patches), "texts": len(ax.texts),
+                       "legend": [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else []})
+    return panels
+
+
+def describe_figure(fig, name: str) -> dict:
+    """The panels plus the figure's shared axis labels and legend."""
+    sup = lambda t: t.get_text() if t is not None else ""  # noqa: E731
+    return {"figure": name, "xlabel": sup(getattr(fig, "_supxlabel", None)),
+            "ylabel": sup(getattr(fig, "_supylabel", None)),
+            "legend": [t.get_text() for lg in fig.legends for t in lg.get_texts()], "panels": describe(fig)}
+
+
 def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=90)
+    import json
+
+    from ..artifacts import atomic_write, atomic_write_text
+
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
+    atomic_write_text(path.with_suffix(".json"), json.dumps(describe_figure(fig, path.name), indent=1))
     plt.close(fig)
-    tmp.replace(path)
     return path
+
+
+def off_scale(values) -> np.ndarray:
+    """True for values that are no measurement: NaN/inf and the sweep's penalty sentinels (a diverged
+    run's effect, an objective below the accuracy floor), all above EFFECT_CAP."""
+    v = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(float)
+    return ~np.isfinite(v) | (np.abs(v) > EFFECT_CAP)
+
+
+def _freeze(ax) -> None:
+    ax.set_xlim(ax.get_xlim())
+    ax.set_ylim(ax.get_ylim())
+
+
+def _at_right_edge(ax, y, **style) -> None:
+    """Markers at the right edge of the panel (axes x = 1), at height y (clamped into the panel)."""
+    lo, hi = ax.get_ylim()
+    y = np.clip(np.nan_to_num(np.asarray(y, float), nan=lo), lo, hi)
+    ax.scatter(np.ones(len(y)), y, transform=ax.get_yaxis_transform(), clip_on=False, zorder=5, gid="edge",
+               **style)
+
+
+def _at_top_edge(ax, x, **style) -> None:
+    """Markers at the top edge of the panel (axes y = 1), at position x."""
+    ax.scatter(np.asarray(x, float), np.ones(len(x)), transform=ax.get_xaxis_transform(), clip_on=False, zorder=5,
+               gid="edge", **style)
+
+
+DIVERGED_STYLE = dict(marker=">", s=40, color="tab:red", label="diverged (off scale: at the right edge)")
 
 
 def _normal(ax, lo=-4.5, hi=4.5):
@@ -50,63 +131,77 @@ def score_histograms(scores: pd.DataFrame, best: dict[str, str], out: Path) -> P
         s = scores[(scores.method == method) & (scores.trial_id == trial)]
         if len(s):
             panels.append((f"poisons vs {method} (best)", s.score.to_numpy()))
-    fig, axes = _grid(max(1, len(panels)))
+    fig, axes = _grid(max(1, len(panels)), "score I_z", "density")
     for ax, (title, v) in zip(axes, panels):
-        ax.hist(v, bins=30, density=True, alpha=0.6, color="tab:blue", range=(-4.5, 4.5))
+        ax.hist(v, bins=30, density=True, alpha=0.6, color="tab:blue", range=(-4.5, 4.5), label="scores")
         _normal(ax)
-        ax.axvline(v.mean(), color="tab:red", lw=1)
+        ax.axvline(v.mean(), color="tab:red", lw=1, label="mean")
         ax.set_title(f"{title}\nmean {v.mean():+.3f}, n={len(v)}", fontsize=8)
-        ax.set_xlabel("I_z", fontsize=8)
     if not panels:
         axes[0].text(0.5, 0.5, "no per-sample scores in this sweep", ha="center")
+    _figure_legend(fig, axes)
     return _save(fig, out / "score_histograms.png")
 
 
-def gus_vs_budget(history: pd.DataFrame, trials: pd.DataFrame, out: Path) -> Path:
-    """GUS on the tuning half vs budget spent, every trial per method, with the two references."""
+def gus_vs_budget(history: pd.DataFrame, trials: pd.DataFrame, out: Path, effect_label: str = "poison effect") \
+        -> Path:
+    """GUS on the tuning half (other attacks: their effect) vs budget spent, every trial per method,
+    with the two references; a diverged trial's curve stops where it diverged, marked at the top."""
     refs = trials[trials.status == "reference"].set_index("method")
     methods = [m for m in dict.fromkeys(history.method)]
     col = "tune_gus" if history["tune_gus"].notna().any() else "effect"  # other attacks: their effect
-    fig, axes = _grid(max(1, len(methods)))
+    diverged = set(trials[trials.get("diverged", pd.Series(False, index=trials.index)).fillna(False)
+                          .astype(bool)].trial_id)
+    fig, axes = _grid(max(1, len(methods)), "budget spent (fraction of θ_initial's training compute)",
+                      "GUS (tuning half)" if col == "tune_gus" else effect_label)
     for ax, m in zip(axes, methods):
         h = history[history.method == m]
         best = trials[(trials.method == m) & trials.is_best.astype(bool)].trial_id.tolist()
+        ends = []
         for tid, g in h.groupby("trial_id"):
             g = g.sort_values("report")
-            ax.plot(g.budget_spent, g[col].astype(float), lw=2 if tid in best else 0.8, alpha=1 if tid in best else 0.5,
-                    marker="o", ms=2, color="tab:blue" if tid in best else "tab:gray")
+            y = g[col].astype(float).where(~off_scale(g[col]))
+            ax.plot(g.budget_spent, y, lw=2 if tid in best else 0.8, alpha=1 if tid in best else 0.5,
+                    marker="o", ms=2, color="tab:blue" if tid in best else "tab:gray",
+                    label="best trial" if tid in best else "trials")
+            if tid in diverged:
+                ends.append(float(g.budget_spent.iloc[-1]))
         for ref, style in REF_STYLE.items():
             if ref in refs.index and not pd.isna(refs.loc[ref, col]):
                 ax.axhline(float(refs.loc[ref, col]), **style)
+        if ends:
+            _freeze(ax)
+            _at_top_edge(ax, ends, marker="v", s=40, color="tab:red", label="diverged (where it stopped)")
         ax.set_title(m, fontsize=9)
-        ax.set_xlabel("budget spent (fraction of training)", fontsize=7)
-        ax.set_ylabel("GUS (tuning half)" if col == "tune_gus" else "poison effect", fontsize=7)
-    if methods:
-        axes[0].legend(fontsize=6)
+    _figure_legend(fig, axes)
     return _save(fig, out / "gus_vs_budget.png")
 
 
-def accuracy_vs_gus(trials: pd.DataFrame, floor: float, out: Path) -> Path:
-    """Validation accuracy vs |GUS| (tuning half) of every finished trial, Pareto front joined."""
+def accuracy_vs_gus(trials: pd.DataFrame, floor: float, out: Path, effect_label: str = "poison effect") -> Path:
+    """Validation accuracy vs the effect the search minimised, every finished trial, Pareto front
+    joined; a diverged run has no effect to plot: it is marked at the panel's right edge."""
     runs = trials[trials.status == "finished"]
     methods = list(dict.fromkeys(runs.method))
-    fig, axes = _grid(max(1, len(methods)))
+    fig, axes = _grid(max(1, len(methods)), effect_label, "validation accuracy")
     refs = trials[trials.status == "reference"].set_index("method")
     for ax, m in zip(axes, methods):
         g = runs[runs.method == m]
-        ax.scatter(g.effect, g.val_acc, s=14, color="tab:gray", label="trials")
-        front = g[g.pareto.astype(bool)].sort_values("effect")
+        bad = off_scale(g.effect) | (g.diverged.fillna(False).astype(bool).to_numpy() if "diverged" in g else False)
+        real, div = g[~bad], g[bad]
+        ax.scatter(real.effect.astype(float), real.val_acc.astype(float), s=14, color="tab:gray", label="trials")
+        front = real[real.pareto.astype(bool)].sort_values("effect")
         ax.plot(front.effect, front.val_acc, color="tab:blue", marker="o", ms=4, label="Pareto front")
-        ax.axhline(floor, color="tab:orange", lw=0.8, label="accuracy floor")
+        if math.isfinite(floor):
+            ax.axhline(floor, color="tab:orange", lw=0.8, label="accuracy floor")
         for ref, style in REF_STYLE.items():
             if ref in refs.index and not pd.isna(refs.loc[ref, "effect"]):
                 ax.scatter([float(refs.loc[ref, "effect"])], [float(refs.loc[ref, "val_acc"])], marker="*",
                            s=60, color=style["color"], label=style["label"])
-        ax.set_title(m, fontsize=9)
-        ax.set_xlabel("poison effect (|GUS| on the tuning half for Gaussian poisons)", fontsize=7)
-        ax.set_ylabel("validation accuracy", fontsize=7)
-    if methods:
-        axes[0].legend(fontsize=6)
+        ax.set_title(m + (f" ({len(div)} diverged)" if len(div) else ""), fontsize=9)
+        if len(div):
+            _freeze(ax)
+            _at_right_edge(ax, div.val_acc.astype(float), **DIVERGED_STYLE)
+    _figure_legend(fig, axes)
     return _save(fig, out / "accuracy_vs_gus.png")
 
 
@@ -114,7 +209,7 @@ def mia_vs_gus(verdict: pd.DataFrame, out: Path) -> Path:
     """TPR at 1 % FPR: the loss-threshold MIA next to the Gaussian test (holdout half), per method."""
     v = verdict[verdict.holdout_tpr_two.notna()]
     x = np.arange(len(v))
-    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(v) + 2), 3.2))
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(v) + 2), 3.2), layout="constrained")
     ax.bar(x - 0.2, v.mia_tpr.astype(float), 0.4, label="loss-threshold MIA")
     ax.bar(x + 0.2, v.holdout_tpr_two.astype(float), 0.4, label="Gaussian test (|I| > 2.576)")
     ax.axhline(0.01, color="k", lw=0.8, ls="--", label="FPR = 1 %")
@@ -125,33 +220,45 @@ def mia_vs_gus(verdict: pd.DataFrame, out: Path) -> Path:
 
 
 def optimisation_history(trials: pd.DataFrame, out: Path) -> Path:
-    """Objective per trial in the order trials were created, with the running best."""
+    """Objective per trial in the order trials were created, with the running best. Runs below the
+    accuracy floor (objective > INFEASIBLE) and diverged runs have penalty values, not
+    measurements: they are marked at the top edge instead of stretching the axis."""
     runs = trials[trials.status.isin(["finished", "stopped"])].copy()
     methods = list(dict.fromkeys(runs.method))
-    fig, axes = _grid(max(1, len(methods)))
+    fig, axes = _grid(max(1, len(methods)), "trial (in creation order)", "objective (effect of runs above the floor)")
     for ax, m in zip(axes, methods):
         g = runs[runs.method == m].sort_values("order")
         y = g.objective.astype(float).to_numpy()
-        ax.scatter(np.arange(1, len(y) + 1), y, s=12, color="tab:gray")
-        ax.plot(np.arange(1, len(y) + 1), np.minimum.accumulate(y), color="tab:blue")
-        ax.set_yscale("symlog", linthresh=0.1)
+        x = np.arange(1, len(y) + 1)
+        ok = ~off_scale(y)
+        ax.scatter(x[ok], y[ok], s=12, color="tab:gray", label="trial")
+        run_best = np.minimum.accumulate(np.where(ok, y, np.inf))
+        ax.plot(x, np.where(np.isfinite(run_best), run_best, np.nan), color="tab:blue", label="running best")
+        ax.set_xlim(0.5, len(y) + 0.5)
+        _freeze(ax)
+        below = ~ok & np.isfinite(y) & (y < DIVERGED)
+        if below.any():
+            _at_top_edge(ax, x[below], marker="v", s=30, color="tab:orange", label="below the accuracy floor")
+        if (~ok & ~below).any():
+            _at_top_edge(ax, x[~ok & ~below], marker="x", s=30, color="tab:red", label="diverged")
         ax.set_title(m, fontsize=9)
-        ax.set_xlabel("trial", fontsize=7)
-        ax.set_ylabel("objective", fontsize=7)
+    _figure_legend(fig, axes)
     return _save(fig, out / "optimisation_history.png")
 
 
 def param_importances(importances: dict[str, dict[str, float]], out: Path) -> Path:
     """fANOVA importances (Optuna) of each method's searched parameters."""
     methods = list(importances)
-    fig, axes = _grid(max(1, len(methods)))
+    fig, axes = _grid(max(1, len(methods)), "importance (fANOVA, sums to 1)")
     for ax, m in zip(axes, methods):
         imp = importances[m]
         if not imp:
             ax.text(0.5, 0.5, "too few finished trials", ha="center", va="center", fontsize=8)
-            ax.set_axis_off()
+            ax.set_xticks([])
+            ax.set_yticks([])
         else:
             names = list(imp)[::-1]
             ax.barh(names, [imp[n] for n in names], color="tab:blue")
+            ax.tick_params(axis="y", labelsize=7)
         ax.set_title(m, fontsize=9)
     return _save(fig, out / "param_importances.png")

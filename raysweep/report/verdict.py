@@ -1,38 +1,44 @@
-"""Decide, per method, whether its best tuned configuration removed the poison.
+"""Decide, per method, whether its best tuned configuration removes the poison: three outcomes.
 
-The configuration is chosen on the tuning evidence (lowest objective: |GUS| on the tuning half of
-the poisons, validation accuracy) and judged on other evidence: the held-out half of the poisons
-and the test set.
+The configuration is chosen on the tuning evidence (lowest objective) and judged on evidence the
+search did not see, pooled over every run of it (the best trial, re-runs on fresh unlearning seeds,
+fresh scenarios: report/seeds.py). The attack owns its tests (`Attack.verdict_evidence`); this
+module is generic:
 
-  poison removed  <=>  the two-sided z-test of holdout GUS = 0 (z = sqrt(k/2) * GUS ~ N(0, 1) when
-                       the model never saw the noise: exact, no shadow models) does NOT reject at
-                       family-wise level alpha, Holm-corrected over the methods judged;
-  accuracy kept   <=>  test_acc >= θ_retrain's test_acc - tolerance.
-A method "removes the poison" only if both hold; otherwise it "fails" and the verdict names the
-condition(s) that failed. Not rejecting is absence of evidence at this sample size, not proof of
-removal: the table prints the detection floor of the test next to it.
+  fails         the test of "no poison effect remains" rejects (Holm over the methods judged);
+  removes       it does not, and the equivalence test rejects: the effect is shown to lie within
+                the margin δ × θ_initial's effect of θ_retrain's (Holm over the methods, a second
+                family at the same α);
+  inconclusive  neither: the report gives the number of units (held-out poisons, targets, images)
+                at which the observed effect would decide at the Bonferroni level α/m (which Holm
+                always rejects at).
+Accuracy is a separate condition: test accuracy (mean over the runs) >= θ_retrain's - tolerance.
+A method "removes the poison" only when the poison outcome is "removes" and accuracy is kept.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import pandas as pd
 
-VERDICT_COLUMNS = ["method", "status", "config", "holdout_gus", "holdout_z", "holdout_p", "holdout_tpr_two",
-                   "test_acc", "mia_tpr", "budget_spent", "asr", "asr_n", "target_success", "n_targets", "p",
-                   "holm_level", "poison_removed", "accuracy_kept", "verdict"]
-ATTACK_TESTS = {
-    "gaussian": "two-sided z-test of holdout GUS = 0",
-    "gradient_matching": "one-sided Fisher exact test: target hits over fresh seeds, method > θ_retrain",
-    "gradient_canceling": "one-sided two-proportion z-test: test accuracy, method < θ_retrain",
-    "backdoor": "one-sided two-proportion z-test: attack success rate on triggered test reviews, method > θ_retrain",
-}
+from ..attacks import ATTACKS
+from .seeds import best_rows, collect_runs
+
+DEFAULT_MARGIN = 0.5   # δ: docs/verdict.md ("The equivalence margin") gives the pilot behind it
+OUTCOMES = ("fails", "removes", "inconclusive")
+# verdict.csv; "p" repeats p_fails for readers of earlier reports
+VERDICT_COLUMNS = ["method", "status", "config", "runs", "scenarios", "n", "effect", "effect_lo", "effect_hi",
+                   "margin", "p_fails", "p", "holm_fails", "p_removes", "holm_removes", "outcome", "n_needed",
+                   "holdout_gus", "holdout_z", "holdout_p", "holdout_tpr_two", "test_acc", "mia_tpr", "budget_spent",
+                   "asr", "asr_n", "target_success", "accuracy_kept", "verdict"]
+_METRICS = ["holdout_gus", "holdout_z", "holdout_p", "holdout_tpr_two", "test_acc", "mia_tpr", "budget_spent", "asr",
+            "asr_n", "target_success"]
 
 
 def holm_levels(pvalues: dict[str, float], alpha: float) -> dict[str, float]:
     """Holm's step-down thresholds: the i-th smallest p (i = 0..m-1) is compared with alpha/(m - i);
-    once one is not rejected, none after it is. Returns each name's threshold (the level its p had
-    to be under to reject), with non-reached names given their nominal step threshold as well."""
+    once one is not rejected, none after it is. Returns each name's step threshold."""
     order = sorted(pvalues, key=lambda n: (pvalues[n], n))
     m = len(order)
     return {name: alpha / (m - i) for i, name in enumerate(order)}
@@ -50,106 +56,103 @@ def holm_reject(pvalues: dict[str, float], alpha: float) -> dict[str, bool]:
     return out
 
 
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
 def _config(row: pd.Series) -> str:
     hp = {k[3:]: row[k] for k in row.index if k.startswith("hp_") and not _missing(row[k])}
-    parts = []
-    for k, v in sorted(hp.items()):
-        parts.append(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}")
+    parts = [f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(hp.items())]
     if not _missing(row.get("cap_share")):
         parts.append(f"cap_share={row['cap_share']:.2f}")
     return ", ".join(parts)
 
 
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
+@dataclass
+class Judgement:
+    table: pd.DataFrame
+    evidence: dict = field(default_factory=dict)   # name (methods, "none", "retrain") -> Evidence
+    runs: pd.DataFrame | None = None
+    m: int = 0
+    ctx: dict = field(default_factory=dict)
 
 
-def _pvalue(attack: str, row: pd.Series, refs: pd.DataFrame, seeds: pd.DataFrame | None,
-            n_test: int | None) -> tuple[float | None, float | None, int | None]:
-    """(p-value of "the poison's effect remains", target hit rate, number of targets) for one method."""
-    if attack == "gaussian":
-        p = row.get("holdout_p")
-        return (None if _missing(p) else float(p)), None, None
-    if attack == "gradient_matching":
-        if seeds is None or not len(seeds):
-            return None, row.get("target_success"), 1
-        mine = seeds[seeds.method == row.name].target_success.astype(float)
-        base = seeds[seeds.method == "retrain"].target_success.astype(float)
-        if not len(mine) or not len(base):
-            return None, None, None
-        from .tests_exact import fisher_greater
+def judge(trials: pd.DataFrame, alpha: float = 0.05, tolerance: float = 0.02, attack: str = "gaussian",
+          n_test: int | None = None, seeds: pd.DataFrame | None = None, margin: float = DEFAULT_MARGIN,
+          scores: pd.DataFrame | None = None, meta: dict | None = None) -> Judgement:
+    """The verdict of every method, with the evidence behind it (see the module docstring)."""
+    cls = ATTACKS.get(attack, "attack")
+    refs_t = trials[trials.status == "reference"].set_index("method")
+    if "retrain" not in refs_t.index:
+        raise ValueError("the trials table has no retrain reference row")
+    every = collect_runs(trials, scores, meta, seeds, cls.item_keys)  # accuracy: the test split is never tuned on
+    runs = every if cls.uses_tuned_scenario else every[~every["tuned"].fillna(False).astype(bool)]
+    refs = {r: runs[runs.method == r] for r in ("none", "retrain")}
+    k_half = len((meta or {}).get("holdout_rows") or []) or None
+    ctx = {"alpha": alpha, "delta": margin, "n_test": n_test, "k_half": k_half}
+    best = best_rows(trials)
+    methods = [m for m in dict.fromkeys(trials.method) if m not in ("none", "retrain")]
+    evidence = {r: cls.verdict_evidence(refs[r], refs, margin, ctx) for r in ("none", "retrain")}
+    for m in methods:
+        if m in best.index:
+            evidence[m] = cls.verdict_evidence(runs[runs.method == m], refs, margin, ctx)
+    judged = [m for m in methods if m in best.index]
+    m_n = max(1, len(judged))
+    pf = {m: evidence[m].p_fails for m in judged if evidence[m].p_fails is not None}
+    pr = {m: evidence[m].p_removes for m in judged if evidence[m].p_removes is not None}
+    rej_f, lev_f = holm_reject(pf, alpha), holm_levels(pf, alpha)
+    rej_r, lev_r = holm_reject(pr, alpha), holm_levels(pr, alpha)
+    ctx.update(m=m_n, initial=evidence["none"], n=evidence["none"].n)
+    acc_of = {m: pd.to_numeric(g.get("test_acc"), errors="coerce").mean() for m, g in every.groupby("method")}
+    floor = float(acc_of.get("retrain", float("nan"))) - tolerance
+    rows = [_row(r, "reference", "θ_initial" if r == "none" else "θ_retrain", refs_t.loc[r] if r in refs_t.index
+                 else pd.Series(dtype=object), evidence[r], verdict="reference", test_acc=acc_of.get(r))
+            for r in ("none", "retrain")]
+    for m in methods:
+        if m not in best.index:
+            rows.append({"method": m, "status": "no finished trial", "config": "",
+                         "verdict": "not judged: no finished trial"})
+            continue
+        ev, r = evidence[m], best.loc[m]
+        outcome = "fails" if rej_f.get(m) else "removes" if rej_r.get(m) else "inconclusive"
+        need = cls.needed(ev, alpha / m_n) if outcome == "inconclusive" else None
+        acc = acc_of.get(m, float("nan"))
+        kept = None if _missing(acc) else bool(acc >= floor)
+        verdict = _verdict(cls, ev, outcome, need, kept, both=bool(rej_f.get(m) and rej_r.get(m)))
+        if bool(r.get("diverged")):
+            verdict += " (diverged)"
+        rows.append(_row(m, "tuned", _config(r), r, ev, outcome=outcome, n_needed=need, accuracy_kept=kept,
+                         holm_fails=lev_f.get(m), holm_removes=lev_r.get(m), verdict=verdict, test_acc=acc))
+    return Judgement(pd.DataFrame(rows, columns=VERDICT_COLUMNS), evidence, runs, m_n, ctx)
 
-        return fisher_greater(int(mine.sum()), len(mine), int(base.sum()), len(base)), mine.mean(), len(mine)
-    if attack == "gradient_canceling":
-        if _missing(row.get("test_acc")) or not n_test:
-            return None, None, None
-        from .tests_exact import proportion_less
 
-        return proportion_less(float(row["test_acc"]), n_test, float(refs.loc["retrain", "test_acc"]), n_test), \
-            None, None
-    if attack == "backdoor":
-        n = row.get("asr_n")
-        if _missing(row.get("asr")) or _missing(n) or not n:
-            return None, None, None
-        from .tests_exact import proportion_less
+def _row(method, status, config, r: pd.Series, ev, **extra) -> dict:
+    return {"method": method, "status": status, "config": config, "runs": ev.runs, "scenarios": ev.scenarios,
+            "n": ev.n, "effect": ev.effect, "effect_lo": ev.lo, "effect_hi": ev.hi, "margin": ev.margin,
+            "p_fails": ev.p_fails, "p": ev.p_fails, "p_removes": ev.p_removes, **{c: r.get(c) for c in _METRICS},
+            **extra}  # test_acc: the mean over the runs (the accuracy condition's); the rest: the best trial's
 
-        return proportion_less(float(refs.loc["retrain", "asr"]), int(n), float(row["asr"]), int(n)), None, None
-    raise ValueError(f"no verdict test for attack {attack!r}")
+
+def _verdict(cls, ev, outcome: str, need, kept, both: bool) -> str:
+    if ev.effect is None and ev.note.startswith("not judged"):
+        return ev.note
+    if kept is None:
+        return "not judged: missing test accuracy"
+    if outcome == "fails":
+        head = "fails: poison remains" + (" (detectable, though inside the margin)" if both else "")
+        return head + ("" if kept else " and accuracy below retrain")
+    if outcome == "removes":
+        return "removes the poison" if kept else "fails: accuracy below retrain (poison effect removed)"
+    if not kept:
+        return "fails: accuracy below retrain (poison effect inconclusive)"
+    return "inconclusive: " + (ev.note + "; " if ev.note and ev.effect is None else "") + cls.advice(ev, need)
 
 
 def verdict_table(trials: pd.DataFrame, alpha: float = 0.05, tolerance: float = 0.02, attack: str = "gaussian",
-                  n_test: int | None = None, seeds: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per reference (none, retrain) and per method (its best finished trial).
-
-    The test that decides "poison removed" fits the attack (ATTACK_TESTS); p-values are
-    Holm-corrected over the methods judged. `seeds`: re-runs on fresh seeds (needed for the
-    gradient-matching test over targets); `n_test`: test-set size (Gradient Canceling's test)."""
-    refs = trials[trials.status == "reference"].set_index("method")
-    if "retrain" not in refs.index:
-        raise ValueError("the trials table has no retrain reference row")
-    floor = float(refs.loc["retrain", "test_acc"]) - tolerance
-    best = trials[(trials.status == "finished") & trials.is_best.astype(bool)].set_index("method")
-    methods = [m for m in dict.fromkeys(trials.method) if m not in ("none", "retrain")]
-    evidence = {m: _pvalue(attack, best.loc[m], refs, seeds, n_test) for m in methods if m in best.index}
-    judged = {m: e[0] for m, e in evidence.items() if e[0] is not None}
-    reject = holm_reject(judged, alpha)
-    levels = holm_levels(judged, alpha)
-    rows = []
-    for ref in ("none", "retrain"):
-        r = refs.loc[ref]
-        hits = None
-        if seeds is not None and len(seeds) and "target_success" in seeds:
-            hits = seeds[seeds.method == ref].target_success.astype(float).mean()
-        rows.append({"method": ref, "status": "reference", "config": "θ_initial" if ref == "none" else "θ_retrain",
-                     **{c: r.get(c) for c in VERDICT_COLUMNS[3:12]},
-                     "target_success": hits if hits is not None else r.get("target_success"),
-                     "holm_level": None, "poison_removed": None, "accuracy_kept": None, "verdict": "reference"})
-    for m in methods:
-        if m not in best.index:
-            status = "no finished trial"
-            rows.append({"method": m, "status": status, "config": "", "verdict": f"not judged: {status}"})
-            continue
-        r = best.loc[m]
-        p, hits, n_t = evidence[m]
-        removed = not reject.get(m, False) if m in judged else None
-        kept = float(r["test_acc"]) >= floor if not _missing(r["test_acc"]) else None
-        if removed is None:
-            verdict = ("not judged: one target; `raysweep report --seeds N` tests over N fresh targets"
-                       if attack == "gradient_matching" else "not judged: missing figures")
-        elif kept is None:
-            verdict = "not judged: missing test accuracy"
-        elif removed and kept:
-            verdict = "removes the poison"
-        else:
-            why = [w for w, bad in (("poison remains", not removed), ("accuracy below retrain", not kept)) if bad]
-            verdict = "fails: " + " and ".join(why)
-        if bool(r.get("diverged")):
-            verdict += " (diverged)"
-        rows.append({"method": m, "status": "tuned", "config": _config(r),
-                     **{c: r.get(c) for c in VERDICT_COLUMNS[3:12]}, "target_success": hits, "n_targets": n_t,
-                     "p": p, "holm_level": levels.get(m), "poison_removed": removed, "accuracy_kept": kept,
-                     "verdict": verdict})
-    return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
+                  n_test: int | None = None, seeds: pd.DataFrame | None = None, margin: float = DEFAULT_MARGIN,
+                  scores: pd.DataFrame | None = None, meta: dict | None = None) -> pd.DataFrame:
+    """One row per reference (none, retrain) and per method; `judge` with the evidence."""
+    return judge(trials, alpha, tolerance, attack, n_test, seeds, margin, scores, meta).table
 
 
 def detection_floor(k_half: int, alpha_level: float) -> float:

@@ -22,6 +22,7 @@ import torch
 
 from ..scenario import Scenario, public
 from ..unlearn.session import unlearn_scenario
+from .ledger import record_final, replay_final
 from .objective import DIVERGED, objective
 
 _SCENARIOS: dict[str, Scenario] = {}
@@ -41,6 +42,7 @@ class TrialSpec:
     store_root: str | None = None   # ... or a shared store path (cluster)
     scenario_hash: str = ""
     data_dir: str | None = None
+    sweep_root: str | None = None   # the sweep directory (its done/ markers make a finished trial replayable)
     fault: dict | None = None       # tests only: {"method", "times", "dir"} raise the first `times` attempts
 
 
@@ -70,14 +72,22 @@ def _inject_fault(spec: TrialSpec, trial_id: str) -> None:
         raise RuntimeError(f"injected fault (attempt {n}) for trial {trial_id}")
 
 
-def unlearn_trial(config: dict, spec: TrialSpec) -> None:
-    """Function trainable: `config` holds the searched hyperparameters (and cap_share)."""
+def unlearn_trial(config: dict, specs: dict[str, TrialSpec]) -> None:
+    """Function trainable: `config` holds the method and its searched hyperparameters (and cap_share);
+    `specs` the per-method settings (one object, shared by every trial through the object store)."""
     from ray import tune
 
+    config = dict(config)
+    spec = specs[config.pop("method")]
     ctx = tune.get_context()
+    done = replay_final(spec.sweep_root, ctx.get_trial_id())
+    if done is not None:  # finished before its driver was killed: report the same result, run nothing
+        tune.report({**done, "replayed": True})
+        return
     _inject_fault(spec, ctx.get_trial_id())
     torch.set_num_threads(max(1, spec.threads))
     t0 = time.perf_counter()
+    attempt = round(time.time(), 3)  # tells this attempt's reports from an earlier, failed attempt's
     scen = load_scenario_for_trial(spec)
     params = {**spec.fixed, **config}
     share = float(params.pop("cap_share", 1.0))
@@ -89,21 +99,28 @@ def unlearn_trial(config: dict, spec: TrialSpec) -> None:
     gaussian = scen.poisoned.noise is not None
     parts = ("tune",) if gaussian else ()
 
+    eval_s = [0.0]  # time spent in checkpoint evaluations (reported: the sweep's evaluation share)
+
     def on_checkpoint(model, info):
         if info["cap_used"] >= 1 - 1e-9:
             return False  # the final report, with the verdict evidence, follows at once
+        t = time.perf_counter()
         m = scen.evaluate(model, parts=parts, full=False)
+        eval_s[0] += time.perf_counter() - t
         eff = scen.attack.effect(m, refs)
         extra = {"tune_gus": m["tune_gus"], "tune_z": m["tune_z"], "abs_tune_gus": eff} if gaussian else \
             {k: m[k] for k in m if k.startswith("target_")}
         tune.report({"budget_spent": info["budget_spent"], "step": max(1, round(info["spent"] / cap_step)),
                      "val_acc": m["val_acc"], **extra, "effect": eff,
                      "objective": objective(eff, m["val_acc"], spec.floor),
-                     "diverged": False, "final": False, "node_id": node})
+                     "diverged": False, "final": False, "node_id": node, "attempt": attempt,
+                     "method": spec.method, "eval_s": eval_s[0]})
         return False
 
     res = unlearn_scenario(scen, spec.method, budget, params, spec.seed, on_checkpoint, spec.checkpoint_every)
+    t = time.perf_counter()
     full = scen.evaluate(res.model, parts=("all", "tune", "holdout") if gaussian else ())
+    final_eval_s = time.perf_counter() - t
     final = public(full)
     if "_scores" in full:  # per-sample scores of the held-out half, for the report's histograms
         rows = scen.holdout_rows.long()
@@ -112,13 +129,16 @@ def unlearn_trial(config: dict, spec: TrialSpec) -> None:
     eff = scen.attack.effect(final, refs)
     obj = objective(eff, final["val_acc"], spec.floor, res.diverged)
     final = {k: (v if not (isinstance(v, float) and math.isnan(v)) else None) for k, v in final.items()}
-    tune.report({**final, "budget_spent": res.budget_spent,
-                 "step": max(1, math.ceil(res.spent / cap_step - 1e-9)) if cap_step else 1,
-                 **({"abs_tune_gus": eff if not res.diverged else DIVERGED} if gaussian else {}),
-                 "effect": eff if not res.diverged else DIVERGED, "objective": obj,
-                 "diverged": res.diverged, "final": True, "steps": res.steps, "unlearn_wall_s": res.wall_s,
-                 "trial_wall_s": time.perf_counter() - t0, "node_id": node, "pid": os.getpid(),
-                 "hparams": {**res.hparams, "cap_share": share}})
+    report = {**final, "budget_spent": res.budget_spent,
+              "step": max(1, math.ceil(res.spent / cap_step - 1e-9)) if cap_step else 1,
+              **({"abs_tune_gus": eff if not res.diverged else DIVERGED} if gaussian else {}),
+              "effect": eff if not res.diverged else DIVERGED, "objective": obj,
+              "diverged": res.diverged, "final": True, "steps": res.steps, "unlearn_wall_s": res.wall_s,
+              "trial_wall_s": time.perf_counter() - t0, "node_id": node, "pid": os.getpid(),
+              "hparams": {**res.hparams, "cap_share": share}, "attempt": attempt, "method": spec.method,
+              "eval_s": eval_s[0], "final_eval_s": final_eval_s}
+    record_final(spec.sweep_root, ctx.get_trial_id(), report)
+    tune.report(report)
 
 
 def _node_id() -> str:

@@ -1,0 +1,144 @@
+"""The sweep engine against its limit and against the anchors' shell loop, on the same trials.
+
+    python bench/bench_sweep.py [--scenario default] [--trials 4] [--budget 0.1] [--slots 2] [--out FILE.md]
+    python bench/bench_sweep.py --smoke-test          # seconds-scale, tiny scenario, 2 methods x 2 trials
+
+(a) `raysweep sweep`: all methods x --trials, budget cap --budget, --slots trials at once (1 CPU each).
+(b) the anchors' way: one `raysweep unlearn --threads 1` process per trial of (a) (same method,
+    hyperparameters and budget share), --slots at a time, every trial to its full budget, each with a
+    full evaluation at the end.
+(c) the limit: the bare unlearning compute (a)'s trials spent (a trial stopped early counts what it
+    ran: its budget_spent), re-run without evaluation, checkpoints or Ray, --slots processes at once,
+    summed and divided by the slots.
+Goals: (a) <= 1.15 x (c) and (b) / (a) >= 1.5. The scenario is prepared before any timing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+
+for k, v in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
+             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}.items():
+    os.environ.setdefault(k, v)
+
+CLI = [sys.executable, "-m", "raysweep.cli"]
+
+
+def _hp_args(row: dict) -> list[str]:
+    out = []
+    for k, v in row.items():
+        if k.startswith("hp_") and v is not None and v == v:
+            out += ["--hp", f"{k[3:]}={v}"]
+    return out
+
+
+def _bare(job: tuple) -> float:
+    """One trial's unlearning alone (no evaluation, no checkpoints, no Ray), one thread; its wall time."""
+    store, scenario, overrides, method, budget, hparams, seed = job
+    import torch
+
+    from raysweep.artifacts import LocalStore
+    from raysweep.config import load_scenario
+    from raysweep.scenario import Scenario
+    from raysweep.unlearn.session import unlearn_scenario
+
+    torch.set_num_threads(1)
+    scen = Scenario.load(LocalStore(store), load_scenario(scenario, overrides))
+    t = time.perf_counter()
+    unlearn_scenario(scen, method, budget, hparams, seed, None, 1.0)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scenario", default="default")
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--methods", default="all")
+    ap.add_argument("--trials", type=int, default=4)
+    ap.add_argument("--budget", type=float, default=0.1)
+    ap.add_argument("--slots", type=int, default=2)
+    ap.add_argument("--store", default=None)
+    ap.add_argument("--out", default=None, help="also write the table as Markdown here")
+    ap.add_argument("--smoke-test", action="store_true")
+    a = ap.parse_args()
+    if a.smoke_test:
+        a.scenario, a.methods, a.trials = "tiny", "gd,ssd", 2
+    store = a.store or tempfile.mkdtemp(prefix="raysweep-bench-")
+    sets = [x for s in a.overrides for x in ("--set", s)]
+    env = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="rb-", dir="/tmp")}
+
+    def run(argv: list[str]) -> subprocess.CompletedProcess:
+        out = subprocess.run(argv, capture_output=True, text=True, env=env)
+        if out.returncode != 0:
+            sys.exit(f"failed: {' '.join(argv)}\n{out.stderr[-3000:]}")
+        return out
+
+    run([*CLI, "prepare", "--scenario", a.scenario, *sets, "--store", store])
+
+    # (a) the sweep
+    name = f"bench-{int(time.time())}"
+    t = time.perf_counter()
+    sweep_out = run([*CLI, "sweep", "--scenario", a.scenario, *sets, "--methods", a.methods, "--trials", str(a.trials),
+                     "--budget", str(a.budget), "--max-concurrent", str(a.slots), "--cpus-per-trial", "1",
+                     "--name", name, "--store", store, "--device", "cpu"])
+    t_sweep = time.perf_counter() - t
+    import pandas as pd
+
+    sweep_dir = Path(store) / "sweeps" / name
+    trials = pd.read_parquet(sweep_dir / "trials.parquet")
+    runs = trials[trials.status != "reference"].to_dict("records")
+    use = json.loads((sweep_dir / "utilisation.json").read_text())[-1]
+
+    # (b) the shell loop: one process per trial, --slots at a time, each to its full budget
+    def one(row: dict) -> float:
+        t0 = time.perf_counter()
+        run([*CLI, "unlearn", "--scenario", a.scenario, *sets, "--method", row["method"], "--budget",
+             str(a.budget * float(row.get("cap_share") or 1.0)), *_hp_args(row), "--threads", "1", "--store", store,
+             "--device", "cpu", "--json"])
+        return time.perf_counter() - t0
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(a.slots) as pool:
+        list(pool.map(one, runs))
+    t_loop = time.perf_counter() - t
+
+    # (c) the limit: what (a)'s trials spent, unlearning only
+    jobs = []
+    for row in runs:
+        spent = row.get("budget_spent")
+        if spent is None or spent != spent or row["status"] == "errored":
+            continue
+        hp = {k[3:]: v for k, v in row.items() if k.startswith("hp_") and v is not None and v == v}
+        jobs.append((store, a.scenario, a.overrides, row["method"], float(spent), hp, 0))
+    with ProcessPoolExecutor(a.slots) as pool:
+        bare = list(pool.map(_bare, jobs))
+    t_limit = sum(bare) / a.slots
+
+    stopped = sum(r["status"] == "stopped" for r in runs)
+    rows = [("(a) raysweep sweep", f"{t_sweep:.1f} s", f"{len(runs)} trials, {stopped} stopped early by ASHA"),
+            ("(b) shell loop of `raysweep unlearn`", f"{t_loop:.1f} s", f"{a.slots} at a time, full budgets"),
+            ("(c) limit: bare unlearning / slots", f"{t_limit:.1f} s", f"sum {sum(bare):.1f} s over {len(bare)} runs"),
+            ("(a) / (c)", f"{t_sweep / t_limit:.2f}", "goal <= 1.15"),
+            ("(b) / (a)", f"{t_loop / t_sweep:.2f}", "goal >= 1.5"),
+            ("slots busy (sweep)", f"{use['busy_share']:.0%}",
+             f"{use['busy_slot_s']:.0f} of {use['available_slot_s']:.0f} slot-seconds"),
+            ("evaluation share of trial time", f"{use['eval_share']:.1%}", "checkpoint evaluations only")]
+    head = (f"scenario {a.scenario} {' '.join(a.overrides)}, methods {a.methods} x {a.trials}, budget {a.budget}, "
+            f"{a.slots} slots; {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs")
+    table = "\n".join([head, "", "| measure | value | note |", "|---|---|---|",
+                       *(f"| {m} | {v} | {n} |" for m, v, n in rows)])
+    print(table)
+    if a.out:
+        Path(a.out).write_text(table + "\n")
+    print(sweep_out.stderr.strip().splitlines()[-1], file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

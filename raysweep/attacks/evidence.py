@@ -1,0 +1,172 @@
+"""What an attack's verdict tests found, and the building blocks the attacks share.
+
+The report (raysweep/report/verdict.py) hands an attack the runs of one model (a method's best
+configuration on every seed and scenario it ran on, or θ_initial) and the reference runs
+(θ_initial "none", θ_retrain "retrain", one per scenario); the attack answers with an `Evidence`:
+the effect left (in its own units, θ_retrain's = 0), a p-value that it remains ("fails"), a p-value
+that it lies within the equivalence margin ("removes"), and what the report needs to say how many
+units would decide an inconclusive case. docs/verdict.md states each attack's tests.
+
+Runs tables (pandas): one row per run with `scenario` (the scenario's hash), `tuned` (True for the
+sweep's own scenario, whose evidence the search saw parts of), `seed` (the unlearning seed), the
+model's flat metrics, `scores` (the held-out poisons' GUS scores, a list, when the attack carries
+Gaussian noise) and the attack's per-item vectors (`Attack.item_keys`, encoded with `encode_bits`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..report.tests_exact import mean_ci, noninferiority, norm_ppf, sign_test_greater, tost
+
+
+@dataclass
+class Evidence:
+    effect: float | None = None       # the poison effect left (attack units; θ_retrain's is 0)
+    lo: float | None = None           # its 95 % confidence interval
+    hi: float | None = None
+    n: int = 0                        # units the tests counted (held-out poisons, targets, test images ...)
+    sd: float | None = None           # per-unit SD of the effect (sample sizes)
+    null_sd: float | None = None      # per-unit SD when no effect remains, where known (GUS: 1)
+    two_sided: bool = False           # "fails" is two-sided (GUS) or one-sided (a directional effect)
+    margin: float | None = None       # the equivalence margin, attack units
+    p_fails: float | None = None      # p of "no effect remains": small = the effect is shown to remain
+    p_removes: float | None = None    # p of "the effect is at least the margin": small = shown inside it
+    runs: int = 0                     # unlearning runs pooled (seeds × scenarios)
+    base: float | None = None         # θ_retrain's level of the attack's rate on the same units, if any
+    scenarios: int = 0
+    per_run: list = field(default_factory=list)   # the effect of each run: the spread over seeds
+    note: str = ""
+
+
+def fmt3(v) -> str:
+    """A figure to 3 significant digits, or '–' when missing."""
+    return "–" if v is None or v != v else f"{float(v):.3g}"
+
+
+def encode_bits(values) -> str:
+    """A boolean vector as compact text that survives CSV and Parquet: "<n>:<hex of the packed bits>"."""
+    a = np.asarray(values, dtype=bool).ravel()
+    return f"{len(a)}:{np.packbits(a).tobytes().hex()}"
+
+
+def decode_bits(text) -> np.ndarray | None:
+    if not isinstance(text, str) or ":" not in text:
+        return None
+    n, hexa = text.split(":", 1)
+    return np.unpackbits(np.frombuffer(bytes.fromhex(hexa), dtype=np.uint8))[: int(n)].astype(bool)
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def first(rows: pd.DataFrame, col: str):
+    """The first non-missing value of a column (None when there is none)."""
+    if col not in rows:
+        return None
+    vals = [v for v in rows[col] if not _missing(v)]
+    return vals[0] if vals else None
+
+
+def mean_of(rows: pd.DataFrame, col: str) -> float | None:
+    if col not in rows:
+        return None
+    v = pd.to_numeric(rows[col], errors="coerce").dropna()
+    return float(v.mean()) if len(v) else None
+
+
+def per_scenario(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    key = rows["scenario"] if "scenario" in rows else pd.Series("sweep", index=rows.index)
+    return {s: rows[key == s] for s in dict.fromkeys(key)}
+
+
+def unit_evidence(x: np.ndarray, margin: float | None, two_sided: bool, null_sd: float | None = None,
+                  p_fails: float | None = None) -> Evidence:
+    """Evidence from per-unit effects x (independent units): effect = mean(x) with a t interval;
+    removes = TOST (two-sided effects) or a one-sided non-inferiority t-test against the margin;
+    fails = `p_fails` if given, else a z-test with the known null SD."""
+    x = np.asarray(x, dtype=float)
+    n = len(x)
+    mean = float(x.mean()) if n else None
+    sd = float(x.std(ddof=1)) if n > 1 else None
+    lo, hi = mean_ci(mean, sd, n) if sd is not None else (None, None)
+    if p_fails is None and n and null_sd:
+        z = abs(mean) * math.sqrt(n) / null_sd
+        p_fails = math.erfc(z / math.sqrt(2)) if two_sided else 0.5 * math.erfc(mean * math.sqrt(n) / null_sd
+                                                                                / math.sqrt(2))
+    p_removes = None
+    if margin is not None and sd is not None:
+        p_removes = tost(mean, sd, n, margin) if two_sided else noninferiority(mean, sd, n, margin)
+    return Evidence(mean, lo, hi, n, sd, null_sd, two_sided, margin, p_fails, p_removes)
+
+
+def needed_normal(ev: Evidence, level: float) -> int | None:
+    """Units at which the observed effect and SD would decide at `level` (normal approximation):
+    fails needs |effect| >= z·σ0/√n, removes needs (margin - |effect|) >= z·s/√n; the smaller n."""
+    if ev.effect is None:
+        return None
+    out = []
+    eff = abs(ev.effect) if ev.two_sided else ev.effect
+    sd0 = ev.null_sd or ev.sd
+    z_f = norm_ppf(1 - level / 2) if ev.two_sided else norm_ppf(1 - level)
+    if sd0 and eff > 0:
+        out.append((z_f * sd0 / eff) ** 2)
+    if ev.margin is not None and ev.sd and eff < ev.margin:
+        out.append((norm_ppf(1 - level) * ev.sd / (ev.margin - eff)) ** 2)
+    return max(2, math.ceil(min(out))) if out else None
+
+
+def paired_binary(mine: pd.DataFrame, refs: dict[str, pd.DataFrame], key: str, scalar: str, sign: int,
+                  margin_fraction: float, n_fallback: int | None) -> Evidence:
+    """Evidence for an attack whose effect is a rate on fixed items (test images, triggered reviews)
+    that every model sees: paired with θ_retrain item by item. d_i = sign · (model's correctness on
+    item i, averaged over its seeds − θ_retrain's), so d > 0 is the poison's direction (sign -1:
+    accuracy, the poison lowers it; +1: attack success, the poison raises it).
+      fails:   exact one-sided sign test on the items where the two differ (McNemar's exact test
+               for one seed; the sign test of the seed-averaged differences for several);
+      removes: one-sided t-test that mean(d) < margin = fraction · θ_initial's mean d.
+    Without per-item vectors (sweeps from before they were recorded) it falls back to the unpaired
+    rates, and says so in `note`."""
+    ret = per_scenario(refs["retrain"])
+    ini = per_scenario(refs["none"])
+    d_all, d_init, per_run = [], [], []
+    paired = True
+    for scen, rows in per_scenario(mine).items():
+        r = decode_bits(first(ret.get(scen, pd.DataFrame()), key))
+        vecs = [decode_bits(v) for v in rows[key]] if key in rows else [None]
+        if r is None or any(v is None or len(v) != len(r) for v in vecs):
+            paired = False
+            break
+        m = np.mean(np.stack(vecs), axis=0)
+        d_all.append(sign * (m - r))
+        per_run += [float(sign * (v.mean() - r.mean())) for v in vecs]
+        i = decode_bits(first(ini.get(scen, pd.DataFrame()), key))
+        if i is not None and len(i) == len(r):
+            d_init.append(sign * (i.astype(float) - r))
+    if paired and d_all:
+        d = np.concatenate(d_all)
+        margin = max(0.0, margin_fraction * float(np.concatenate(d_init).mean())) if d_init else None
+        ev = unit_evidence(d, margin, False, p_fails=sign_test_greater(int((d > 0).sum()), int((d < 0).sum())))
+        ev.per_run, ev.runs, ev.scenarios = per_run, len(per_run), len(d_all)
+        return ev
+    # unpaired fallback: two independent proportions
+    pm, pr, pi = mean_of(mine, scalar), mean_of(refs["retrain"], scalar), mean_of(refs["none"], scalar)
+    n = int(n_fallback or 0)
+    if pm is None or pr is None or n < 2:
+        return Evidence(note="not judged: missing figures")
+    from ..report.tests_exact import proportion_less
+
+    eff = sign * (pm - pr)
+    p_fails = proportion_less(pr, n, pm, n) if sign > 0 else proportion_less(pm, n, pr, n)
+    sd = math.sqrt(pm * (1 - pm) + pr * (1 - pr)) or 1 / math.sqrt(n)
+    margin = max(0.0, margin_fraction * sign * (pi - pr)) if pi is not None else None
+    ev = Evidence(eff, eff - 1.96 * sd / math.sqrt(n), eff + 1.96 * sd / math.sqrt(n), n, sd, None, False, margin,
+                  p_fails, noninferiority(eff, sd, n, margin) if margin is not None else None)
+    ev.per_run = [sign * (float(v) - pr) for v in pd.to_numeric(mine[scalar], errors="coerce").dropna()]
+    ev.runs, ev.scenarios = len(ev.per_run), len(per_scenario(mine))
+    ev.note = "unpaired: per-item results not recorded in this sweep"
+    return ev

@@ -1,0 +1,126 @@
+"""All methods in one Ray Tune experiment: a searcher and a scheduler that dispatch by method.
+
+One `Tuner` runs every method's trials, so a free slot takes the next trial of any method whose
+search still wants one (methods no longer wait for each other's slowest trial, and a cluster with
+more slots than one method's trials stays busy). Each method keeps:
+- its own seeded Optuna search (`MethodDispatchSearch` routes suggest / results / completions to
+  the method's searcher by trial id; a trial's config carries `method`);
+- its own early-stopping comparisons (`MethodDispatchScheduler` holds one ASHA per iterative method
+  and routes each trial's results to its method's ASHA only: a GD trial is never compared with an
+  SSD trial). docs/sweep.md says why one Tuner and not concurrent Tuners (Ray does not support
+  several Tune runs on one cluster at once).
+"""
+from __future__ import annotations
+
+import pickle
+
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
+
+
+def next_method(wanted: dict[str, int], started: dict[str, int], order: list[str]) -> list[str]:
+    """Methods whose search still wants a trial, the least advanced first (ties: the sweep's order),
+    so methods interleave instead of running one after another."""
+    left = [m for m in order if started[m] < wanted[m]]
+    return sorted(left, key=lambda m: (started[m] / wanted[m], order.index(m)))
+
+
+class _PickledState:
+    """Tune saves and restores searchers and schedulers through these: the whole state, pickled."""
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__.copy(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+
+
+class MethodDispatchSearch(_PickledState, Searcher):
+    """One searcher per method behind Tune's single search algorithm."""
+
+    def __init__(self, searchers: dict[str, Searcher], trials: dict[str, int], metric=None, mode=None):
+        super().__init__(metric=metric, mode=mode)
+        self.searchers = searchers
+        self.trials = dict(trials)
+        self.order = list(searchers)
+        self.started = {m: 0 for m in searchers}
+        self.method_of: dict[str, str] = {}
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # each method's searcher was built with its own space, metric and mode
+
+    def suggest(self, trial_id: str):
+        if trial_id in self.method_of:  # asked again for a trial it already answered (restore)
+            return None
+        candidates = next_method(self.trials, self.started, self.order)
+        if not candidates:
+            return Searcher.FINISHED
+        for method in candidates:
+            config = self.searchers[method].suggest(trial_id)
+            if config in (None, Searcher.FINISHED):
+                continue
+            self.method_of[trial_id] = method
+            self.started[method] += 1
+            return {**config, "method": method}
+        return None
+
+    def _route(self, trial_id: str) -> Searcher | None:
+        m = self.method_of.get(trial_id)
+        return self.searchers.get(m) if m else None
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        s = self._route(trial_id)
+        if s is not None:
+            s.on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        s = self._route(trial_id)
+        if s is not None:
+            s.on_trial_complete(trial_id, result=result, error=error)
+
+
+class MethodDispatchScheduler(_PickledState, FIFOScheduler):
+    """One early stopper per method (None for a one-shot method: it runs to its end)."""
+
+    def __init__(self, schedulers: dict[str, TrialScheduler | None]):
+        super().__init__()
+        self.schedulers = schedulers
+
+    def _sub(self, trial) -> TrialScheduler | None:
+        return self.schedulers.get((trial.config or {}).get("method"))
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        for s in self.schedulers.values():
+            if s is not None:
+                s.set_search_properties(metric, mode, **spec)
+        self._metric, self._mode = metric, mode
+        return True
+
+    def on_trial_add(self, tune_controller, trial):
+        s = self._sub(trial)
+        if s is not None:
+            s.on_trial_add(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller, trial):
+        s = self._sub(trial)
+        if s is not None:
+            s.on_trial_error(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller, trial, result) -> str:
+        s = self._sub(trial)
+        return s.on_trial_result(tune_controller, trial, result) if s is not None else TrialScheduler.CONTINUE
+
+    def on_trial_complete(self, tune_controller, trial, result):
+        s = self._sub(trial)
+        if s is not None:
+            s.on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller, trial):
+        s = self._sub(trial)
+        if s is not None:
+            s.on_trial_remove(tune_controller, trial)
+
+    def debug_string(self) -> str:
+        return "; ".join(f"{m}: {s.debug_string()}" for m, s in self.schedulers.items() if s is not None)

@@ -1,0 +1,98 @@
+"""All methods in one Tune experiment: each keeps its own search and its own early stopping."""
+import json
+from types import SimpleNamespace
+
+import pandas as pd
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.search import Searcher
+
+from raysweep.artifacts import LocalStore
+from raysweep.results import load_tables
+from raysweep.scenario import Scenario
+from raysweep.sweep.dispatch import MethodDispatchScheduler, MethodDispatchSearch, next_method
+from raysweep.sweep.search import SweepConfig, run_sweep, search_seed
+
+
+def _trial(tid, method):
+    return SimpleNamespace(trial_id=tid, config={"method": method}, status="RUNNING", evaluated_params={})
+
+
+def _asha():
+    return ASHAScheduler(time_attr="step", max_t=5, grace_period=1, reduction_factor=3)
+
+
+def _rung_decisions(scheduler):
+    """Three trials reach ASHA's first rung (step 1): two SCRUB trials with a good objective, then one GD
+    trial with a worse one. Returns the decision for the GD trial."""
+    scheduler.set_search_properties("objective", "min")
+    trials = [_trial("s1", "scrub"), _trial("s2", "scrub"), _trial("g1", "gd")]
+    for t in trials:
+        scheduler.on_trial_add(None, t)
+    out = {}
+    for t, obj in zip(trials, (0.01, 0.02, 0.5)):
+        out[t.trial_id] = scheduler.on_trial_result(None, t, {"step": 1, "objective": obj,
+                                                              "training_iteration": 1})
+    return out["g1"]
+
+
+def test_the_early_stopper_never_judges_a_trial_on_another_methods_evidence():
+    shared = _asha()  # one ASHA for all methods: the GD trial is stopped by SCRUB's results
+    assert _rung_decisions(shared) == TrialScheduler.STOP
+    per_method = MethodDispatchScheduler({"gd": _asha(), "scrub": _asha(), "ssd": None})
+    assert _rung_decisions(per_method) == TrialScheduler.CONTINUE  # the only GD result at its rung
+    ssd = _trial("x1", "ssd")
+    per_method.on_trial_add(None, ssd)
+    assert per_method.on_trial_result(None, ssd, {"step": 1, "objective": 9.0}) == TrialScheduler.CONTINUE
+
+
+class _Fixed(Searcher):
+    def __init__(self, name):
+        super().__init__(metric="objective", mode="min")
+        self.name, self.seen = name, []
+
+    def suggest(self, trial_id):
+        return {"lr": len(self.seen)}
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        self.seen.append((trial_id, result))
+
+
+def test_the_searcher_interleaves_methods_and_routes_results_to_their_own_search():
+    subs = {"gd": _Fixed("gd"), "ssd": _Fixed("ssd"), "cfk": _Fixed("cfk")}
+    search = MethodDispatchSearch(subs, {"gd": 2, "ssd": 2, "cfk": 2})
+    configs = [search.suggest(f"t{i}") for i in range(6)]
+    assert [c["method"] for c in configs] == ["gd", "ssd", "cfk", "gd", "ssd", "cfk"]
+    assert search.suggest("t6") == Searcher.FINISHED
+    search.on_trial_complete("t1", {"objective": 0.3})
+    assert subs["ssd"].seen == [("t1", {"objective": 0.3})] and not subs["gd"].seen and not subs["cfk"].seen
+    assert next_method({"a": 4, "b": 2}, {"a": 1, "b": 1}, ["a", "b"]) == ["a", "b"]  # a: 1/4 done, b: 1/2
+
+
+def test_a_methods_search_seed_depends_on_its_own_name_only():
+    assert search_seed(0, "gd") == search_seed(0, "gd") != search_seed(0, "ngd")
+    assert search_seed(1, "gd") != search_seed(0, "gd")
+
+
+def test_trials_of_different_methods_share_the_slots(ray_local, prepared_tiny, tiny_cfg, tmp_path):
+    root, _ = prepared_tiny
+    scen = Scenario.load(LocalStore(root), tiny_cfg)
+    cfg = SweepConfig(methods=["gd", "ssd", "cfk"], trials=2, name="mixed", storage_path=str(tmp_path),
+                      budget=0.1, checkpoint_every=0.25)
+    sweep, complete = run_sweep(scen, cfg, str(root))
+    assert complete
+    trials, hist, _ = load_tables(sweep)
+    runs = trials[trials.status != "reference"]
+    assert sorted(runs.method.value_counts().to_dict().items()) == [("cfk", 2), ("gd", 2), ("ssd", 2)]
+    assert runs.started.notna().all() and (runs.started < runs.ended).all()
+    overlaps = 0
+    rows = list(runs.itertuples())
+    for i, a in enumerate(rows):
+        for b in rows[i + 1:]:
+            if a.method != b.method and a.started < b.ended and b.started < a.ended:
+                overlaps += 1
+    assert overlaps >= 1, runs[["method", "started", "ended"]]
+    use = json.loads((sweep / "utilisation.json").read_text())[-1]
+    assert use["slots"] == 2 and 0 < use["busy_share"] <= 1.0 + 1e-6 and 0 <= use["eval_share"] < 1
+    assert (runs.eval_s >= 0).all() and pd.api.types.is_numeric_dtype(runs.unlearn_wall_s)
+    for m, g in hist.groupby("method"):  # each trial's history is its own method's
+        assert set(g.trial_id) <= set(runs[runs.method == m].trial_id)
