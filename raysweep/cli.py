@@ -5,7 +5,7 @@
     raysweep sweep   [--scenario ...] --methods gd,ngd,... [--trials 8] [--budget 0.1] [--address auto] ...
     raysweep export  SWEEP [--format parquet|csv] [--out DIR]
     raysweep report  SWEEP [--out DIR] [--seeds N]
-    raysweep demo    [--trials 2] [--budget 0.1]     prepare + sweep all eight + report, on the bundled data
+    raysweep demo    [--trials 3] [--budget 0.1]     prepare + sweep all eight + report, on the bundled data
 
 Bad input prints one line `raysweep: error: ...` naming the field and exits with code 2.
 """
@@ -20,7 +20,7 @@ from .config import PRESETS
 from .errors import RaysweepError
 
 DEFAULT_STORE = os.environ.get("RAYSWEEP_STORE", "raysweep-out")
-DEMO_TRIALS = 4   # trials per method in `raysweep demo` (README: its measured time)
+DEMO_TRIALS = 3   # trials per method in `raysweep demo` (README: its measured time)
 
 
 def _common(p: argparse.ArgumentParser) -> None:

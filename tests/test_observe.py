@@ -211,10 +211,10 @@ def test_optuna_storage_paths(tmp_path, monkeypatch):
     assert check_optuna_storage("sqlite:///rel.db") == f"sqlite:///{tmp_path}/rel.db"
     assert check_optuna_storage("journal:///j/optuna.log") == f"journal:///{tmp_path}/j/optuna.log"
     (tmp_path / "afile").write_text("x")
-    with pytest.raises(ConfigError, match="cannot be"):     # a folder that cannot be created
+    with pytest.raises(ConfigError, match="can create or write"):     # a folder that cannot be created
         check_optuna_storage(f"sqlite:///{tmp_path}/afile/sub/sweeps.db")
     if os.path.isdir("/proc"):                              # unwritable even for root
-        with pytest.raises(ConfigError, match="cannot be"):
+        with pytest.raises(ConfigError, match="can create or write"):
             check_optuna_storage("sqlite:////proc/sweeps.db")
     pg = "postgresql://u:secret@localhost/sweeps"
     if importlib.util.find_spec("psycopg") is None:        # sqlalchemy's default PostgreSQL driver

@@ -57,7 +57,7 @@ def _local_path(url: str, prefix: str, field_: str, allowed: str) -> Path:
         raise ConfigError(field_, url, f"a file path after {prefix} (a persistent store): {allowed}")
     path = Path(rest.split("?", 1)[0]).expanduser().resolve()
     if not _writable_file(path):
-        raise ConfigError(field_, url, f"a file path this user can create or write: {path} cannot be")
+        raise ConfigError(field_, url, f"a file path this user can create or write ({path} is not)")
     return path
 
 
@@ -193,7 +193,7 @@ def check_mlflow_uri(uri: str) -> str:
         raise ConfigError("mlflow", uri, f"a folder for the file store: {path} is a file")
     probe = path / "meta.yaml"          # the folder can be created, or written if it exists
     if not _writable_file(probe if path.exists() else path):
-        raise ConfigError("mlflow", uri, f"a folder this user can create or write: {path} cannot be")
+        raise ConfigError("mlflow", uri, f"a folder this user can create or write ({path} is not)")
     return path.as_uri()
 
 
