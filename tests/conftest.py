@@ -18,7 +18,7 @@ if "RAYSWEEP_CACHE" not in os.environ:
     os.environ["RAYSWEEP_CACHE"] = tempfile.mkdtemp(prefix="raysweep-cache-")
     atexit.register(shutil.rmtree, os.environ["RAYSWEEP_CACHE"], True)
 
-# Tests read only what the repository carries: the bundled data (a fresh clone has no ../shared).
+# Tests read only what the repository carries: the bundled data (a fresh clone has nothing beside it).
 BUNDLED = Path(__file__).resolve().parents[1] / "raysweep" / "data" / "bundled"
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
