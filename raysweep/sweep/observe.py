@@ -297,7 +297,10 @@ class LiveStatus(Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         now = self.clock()
-        self._update(trial, now)
+        r = self._update(trial, now)  # Tune marks the trial RUNNING only after this callback
+        r.state, r.end = "RUNNING", None
+        if r.start is None:
+            r.start = now
         self._peak = max(self._peak, sum(1 for r in self.records.values() if r.state == "RUNNING"))
 
     def _ended(self, trial, errored: bool) -> None:
