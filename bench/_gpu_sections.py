@@ -355,8 +355,8 @@ def gus_agreement(rep: Report, store: str, scen_args: list[str], dev: torch.devi
                         [v for k, v in zip(scen_args, scen_args[1:]) if k == "--set"])
     prepare(cfg, store, "cpu", log=quiet)  # a no-op when the CLI prepare above succeeded
     cpu = Scenario.load(LocalStore(store), cfg, "cpu")
-    ref = cpu.evaluate(cpu.new_model("initial"), parts=("all",), full=False)
-    s_cpu = ref["_scores"]
+    ref, ref_scores = cpu.scored(cpu.new_model("initial"), parts=("all",), full=False)
+    s_cpu = ref_scores["scores"]
     k = len(s_cpu)
     if dev.type == "cuda":
         gpu = Scenario.load(LocalStore(store), cfg, dev)
@@ -365,10 +365,10 @@ def gus_agreement(rep: Report, store: str, scen_args: list[str], dev: torch.devi
             if tf32 is not None:
                 torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
             try:
-                out = gpu.evaluate(gpu.new_model("initial"), parts=("all",), full=False)
+                out, out_scores = gpu.scored(gpu.new_model("initial"), parts=("all",), full=False)
             finally:
                 torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
-            d = (out["_scores"] - s_cpu).abs().max().item()
+            d = (out_scores["scores"] - s_cpu).abs().max().item()
             label = "torch defaults" if tf32 is None else "TF32 off"
             rep.add(S, f"GUS agreement, cuda ({label}) vs cpu, same θ_initial: max |ΔI| over {k} poisons", f"{d:.2e}",
                     "<= 1e-4", "yes" if d <= 1e-4 else "no")

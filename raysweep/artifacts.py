@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import ArtifactError
+from .errors import ArtifactError, ConfigError
 
 
 def sha256_file(path: Path) -> str:
@@ -74,7 +74,11 @@ def atomic_write_table(df, path: Path) -> Path:
 
 
 class Store:
-    """The interface: `has`, `open_dir` (a local path to read), `publish` (atomic)."""
+    """The interface: `has`, `open_dir` (a local path to read), `publish` (atomic), and `uri`, which
+    `open_store` turns back into the same store (what sweep.json records; a Store also pickles, so
+    trials on a cluster receive the object itself)."""
+
+    uri: str = ""
 
     def has(self, key: str) -> bool:
         raise NotImplementedError
@@ -90,11 +94,25 @@ class Store:
         raise NotImplementedError
 
 
+def open_store(store: "Store | str | os.PathLike") -> "Store":
+    """The one place a store's address becomes a Store: a Store as is, a path (or file://) a LocalStore."""
+    if isinstance(store, Store):
+        return store
+    text = os.fspath(store)
+    if "://" in text and not text.startswith("file://"):
+        raise ConfigError("store", text, "a local or shared (NFS) folder path, or file://PATH")
+    return LocalStore(text.removeprefix("file://"))
+
+
 class LocalStore(Store):
     """A folder on a local or shared (NFS) filesystem."""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).expanduser().resolve()
+
+    @property
+    def uri(self) -> str:
+        return str(self.root)
 
     def path(self, key: str) -> Path:
         return self.root / key

@@ -16,11 +16,11 @@ import json
 import os
 import sys
 
+from . import defaults
 from .config import PRESETS
 from .errors import RaysweepError
 
 DEFAULT_STORE = os.environ.get("RAYSWEEP_STORE", "raysweep-out")
-DEMO_TRIALS = 3   # trials per method in `raysweep demo` (README: its measured time)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -47,14 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     _scenario_args(p)
     _common(p)
     p.add_argument("--json", action="store_true", help="print the manifest's metrics as JSON on stdout")
+    p.add_argument("--seeds", type=int, default=1, help="prepare scenario seeds seed..seed+N-1 (each cached) and "
+                   "print the spread of θ_initial's and θ_retrain's figures (default 1)")
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("unlearn", help="run one unlearning method on a prepared scenario and evaluate it")
     _scenario_args(p)
     _common(p)
-    p.add_argument("--method", required=True, help="gd, ngd, ga, euk, cfk, scrub, neggrad_plus, ssd")
-    p.add_argument("--budget", type=float, default=0.1,
-                   help="compute cap as a fraction of θ_initial's training compute, in (0, 1] (default 0.1)")
+    p.add_argument("--method", required=True, help="a registered unlearning method (raysweep/unlearn/, plug-ins)")
+    p.add_argument("--budget", type=float, default=defaults.BUDGET,
+                   help=f"compute cap, a fraction of θ_initial's training compute (default {defaults.BUDGET})")
     p.add_argument("--hp", dest="hparams", action="append", default=[], metavar="NAME=VALUE",
                    help="a method hyperparameter, e.g. lr=1e-2 (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="unlearning seed (batch order, noise, re-init)")
@@ -107,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also on M fresh scenario seeds (new poisons, θ_initial, θ_retrain: prepared once, cached)")
     p.add_argument("--margin", type=float, default=None,
                    help="equivalence margin of 'removes', a share of θ_initial's effect (default 0.5; docs/verdict.md)")
-    p.add_argument("--alpha", type=float, default=0.05, help="family-wise level of the poison test (default 0.05)")
+    p.add_argument("--alpha", type=float, default=defaults.ALPHA,
+                   help=f"family-wise level of the poison test (default {defaults.ALPHA})")
     p.add_argument("--tolerance", type=float, default=None, help="accuracy tolerance vs retrain (default: sweep's)")
     p.add_argument("--store", default=DEFAULT_STORE)
     p.add_argument("--storage-path", default=None)
@@ -115,11 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job on the bundled data: prepare, sweep all eight methods, report")
     _common(p)
-    p.add_argument("--trials", type=int, default=DEMO_TRIALS,
-                   help=f"trials per method (default {DEMO_TRIALS}: the paper's grid points first, then TPE)")
+    p.add_argument("--trials", type=int, default=defaults.DEMO_TRIALS,
+                   help=f"trials per method (default {defaults.DEMO_TRIALS}: the paper's grid points first, then TPE)")
     p.add_argument("--budget", type=float, default=D.budget, help=f"budget cap (default {D.budget})")
     p.add_argument("--scenario", default="default", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_demo)
+    from .curve import add_parser as add_curve  # raysweep curve SWEEP --budgets ... (raysweep/curve/)
+
+    add_curve(sub)
+    from .explain import add_parser as add_explain  # raysweep explain SWEEP: H1 and H2 (raysweep/explain/)
+
+    add_explain(sub)
     return ap
 
 
@@ -136,6 +145,8 @@ def cmd_prepare(args) -> int:
     from .scenario import prepare, store_key
 
     cfg = load_scenario(args.scenario, args.overrides)
+    if args.seeds != 1:
+        return _prepare_seeds(cfg, args)
     device = _setup(args)
     store = LocalStore(args.store)
     manifest, _ = prepare(cfg, store, device, args.data_dir)
@@ -146,6 +157,16 @@ def cmd_prepare(args) -> int:
     else:
         print(format_reference(manifest))
         print(f"artifacts: {store.path(store_key(manifest['hash']))}")
+    return 0
+
+
+def _prepare_seeds(cfg, args) -> int:
+    from .artifacts import LocalStore
+    from .spread import describe, prepare_seeds, seed_configs
+
+    seed_configs(cfg, args.seeds)  # a bad --seeds fails before any training
+    rows = prepare_seeds(cfg, args.seeds, LocalStore(args.store), _setup(args), args.data_dir)
+    print(rows.to_json(orient="records", indent=2) if args.json else describe(rows, cfg.attack))
     return 0
 
 
@@ -165,13 +186,11 @@ def parse_hparams(items: list[str]) -> dict:
 def cmd_unlearn(args) -> int:
     from .artifacts import LocalStore
     from .config import load_scenario
-    from .errors import ConfigError
     from .unlearn import METHODS
     from .unlearn.session import unlearn_and_evaluate
 
     METHODS.get(args.method, "method")
-    if not 0 < args.budget <= 1:
-        raise ConfigError("budget", args.budget, "a fraction of the training compute in (0, 1]")
+    defaults.check_budget(args.budget)
     hparams = parse_hparams(args.hparams)
     METHODS.get(args.method)().hyper(hparams)  # validate before loading anything
     cfg = load_scenario(args.scenario, args.overrides)
@@ -248,7 +267,7 @@ def cmd_sweep(args) -> int:
     prepare(cfg, store, device, args.data_dir)
     scen = Scenario.load(store, cfg, "cpu", args.data_dir)
     t0 = time.perf_counter()
-    root, complete = run_sweep(scen, sweep_cfg, str(store.root), resume=args.resume, device=str(device),
+    root, complete = run_sweep(scen, sweep_cfg, store, resume=args.resume, device=str(device),
                                data_dir=args.data_dir, auto_name=not args.name)
     name, args.sweep_root = sweep_cfg.name, root  # demo reads the root (a generated name may get a suffix)
     from .results import export
@@ -282,18 +301,15 @@ def cmd_export(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .errors import ConfigError
+    from .errors import check_number
     from .report.build import build_report
 
-    if not 0 < args.alpha < 1:
-        raise ConfigError("alpha", args.alpha, "a level in (0, 1)")
-    from .errors import check_number
-    from .report.verdict import DEFAULT_MARGIN
-
+    defaults.check_alpha(args.alpha)
     check_number("seeds", args.seeds, lo=0, integer=True)
     check_number("scenario_seeds", args.scenario_seeds, lo=0, integer=True)
-    margin = DEFAULT_MARGIN if args.margin is None else args.margin
-    check_number("margin", margin, lo=0, hi=1, lo_open=True, what="a share of θ_initial's effect")
+    margin = defaults.check_margin(defaults.MARGIN if args.margin is None else args.margin)
+    if args.tolerance is not None:
+        defaults.check_tolerance(args.tolerance)
     path = build_report(_sweep_path(args), args.out, args.alpha, args.tolerance, args.seeds, margin=margin,
                         scenario_seeds=args.scenario_seeds)
     print(path)
@@ -324,7 +340,7 @@ def cmd_demo(args) -> int:
 
     v = pd.read_csv(StringIO(verdict))
     print()
-    print(v[["method", "holdout_gus", "holdout_z", "p_fails", "p_removes", "test_acc", "budget_spent",
+    print(v[["method", "effect", "p_fails", "p_removes", "test_acc", "budget_spent",
              "outcome", "verdict"]].to_string(index=False, float_format=lambda x: f"{x:.3g}"))
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f}s; report: {report}")
     return 0

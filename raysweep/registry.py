@@ -1,34 +1,98 @@
-"""A name -> factory registry, so that a new dataset/model/attack/unlearner is one file."""
+"""A name -> factory registry, so that a new dataset, model, attack or unlearner is one file.
+
+Each registry finds its entries itself, the first time it is asked: every module of its own package
+(a new file there registers itself on import, no import list to keep), then plug-ins from other
+packages (entry points in the group `raysweep.<kind>s`), then the modules or .py files named in
+`$RAYSWEEP_PLUGINS` (comma-separated; Ray workers inherit it, so a sweep's trials find them too).
+"""
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import os
+import pkgutil
+import sys
+from pathlib import Path
 from typing import Callable, Generic, TypeVar
 
-from .errors import ConfigError
+from .errors import ConfigError, RaysweepError
 
 T = TypeVar("T")
+_loaded_plugins: set[str] = set()
+
+
+def loaded_plugins() -> str:
+    """The plug-ins this process loaded, in the form load_plugins takes (for a sweep's workers)."""
+    return ",".join(sorted(_loaded_plugins))
+
+
+def load_plugins(spec: str | None = None) -> None:
+    """Import the plug-ins named in `spec` (default $RAYSWEEP_PLUGINS): module names or .py paths."""
+    for item in filter(None, (s.strip() for s in (spec if spec is not None else
+                                                   os.environ.get("RAYSWEEP_PLUGINS", "")).split(","))):
+        if item.endswith(".py"):
+            item = str(Path(item).resolve())  # workers elsewhere get the absolute path
+        if item in _loaded_plugins:
+            continue
+        _loaded_plugins.add(item)
+        if item.endswith(".py"):
+            path = Path(item)
+            if not path.is_file():
+                raise ConfigError("RAYSWEEP_PLUGINS", item, "module names or paths of existing .py files")
+            name = f"raysweep_plugin_{path.stem}"
+            mod_spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(mod_spec)
+            sys.modules[name] = module  # so pickled references to its classes resolve
+            mod_spec.loader.exec_module(module)
+        else:
+            try:
+                importlib.import_module(item)
+            except ImportError as e:
+                raise RaysweepError(f"plug-in {item!r} from RAYSWEEP_PLUGINS cannot be imported: {e}") from e
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, package: str | None = None):
         self.kind = kind
+        self.package = package  # the package whose modules register entries of this kind
         self._items: dict[str, T] = {}
+        self._found = package is None
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name: str, **attrs) -> Callable[[T], T]:
+        """Decorator; `attrs` are set on the registered object (e.g. a dataset's `check_params`)."""
         def deco(obj: T) -> T:
-            if name in self._items:
+            if name in self._items and self._items[name] is not obj:
                 raise ValueError(f"{self.kind} {name!r} registered twice")
+            for k, v in attrs.items():
+                setattr(obj, k, v)
             self._items[name] = obj
             return obj
 
         return deco
 
+    def _discover(self) -> None:
+        if self._found:
+            return
+        self._found = True
+        pkg = importlib.import_module(self.package)
+        for info in pkgutil.iter_modules(pkg.__path__):
+            importlib.import_module(f"{self.package}.{info.name}")
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=f"raysweep.{self.kind}s"):
+            ep.load()
+        load_plugins()
+
     def get(self, name: str, field: str | None = None) -> T:
+        self._discover()
         if name not in self._items:
             raise ConfigError(field or self.kind, name, f"choose one of {', '.join(sorted(self._items))}")
         return self._items[name]
 
     def names(self) -> list[str]:
+        self._discover()
         return sorted(self._items)
 
     def __contains__(self, name: str) -> bool:
+        self._discover()
         return name in self._items

@@ -1,20 +1,20 @@
 """Export a sweep as three tidy tables, read from the sweep directory alone (no Ray needed).
 
 trials:  one row per trial, plus the two reference rows `none` (θ_initial) and `retrain`
-         (θ_retrain): sweep, scenario, method, trial_id, order, status (finished | stopped |
-         errored | reference: the status the trial ended with, from the driver's ledger), error
-         (only for errored trials), attempts (1 + retries), started, ended (Unix seconds, from the
-         driver), hp_<name> (every hyperparameter, flattened), budget,
-         cap_share, budget_spent; the tuning metrics: val_acc, tune_gus, tune_z, tune_p,
-         abs_tune_gus, effect (the attack's poison effect the search minimised: |GUS_tune| for
-         Gaussian poisons), objective; the verdict metrics: holdout_gus, holdout_z, holdout_p,
-         holdout_tpr_two, holdout_auc, test_acc, mia_tpr, mia_auc, gus, z, forget_acc; diverged,
-         wall_s, seed, reports, node_id, is_best (lowest objective of the method's finished
-         trials), pareto (non-dominated in (effect min, val_acc max) among the method's finished
-         trials), versions (raysweep, torch, ray, optuna); unlearn_wall_s (the unlearning loop,
-         checkpoint evaluations included), eval_s (checkpoint evaluations), final_eval_s.
-history: one row per report: sweep, method, trial_id, report, step, budget_spent, val_acc, tune_gus,
-         tune_z, effect, objective, final, time_total_s.
+         (θ_retrain): sweep, scenario, method, trial_id, order (start order within the method),
+         status (finished | stopped | errored | reference: the status the trial ended with, from
+         the driver's ledger), error (errored trials), attempts (1 + retries), started, ended (Unix
+         seconds, from the driver), hp_<name> (every hyperparameter, flattened), budget, cap_share,
+         wall_s, seed, reports, node_id, is_best (lowest objective of the method's finished trials),
+         pareto (non-dominated in (effect min, val_acc max) among them), version_<package>; and
+         every scalar figure of the trial's last report, whatever produced it: the trainable's own
+         (sweep/trainable.py: budget_spent, effect, objective, diverged, steps, unlearn_wall_s,
+         eval_s, final_eval_s), `Scenario.evaluate`'s (val_acc, test_acc, forget_acc, forget_loss,
+         mia_tpr, mia_auc, and for noise attacks gus, z, p, tpr_two, auc, control_* and their tune_ /
+         holdout_ halves) and the attack's own (`Attack.evaluate`: target_success, asr, ...).
+history: one row per report: sweep, method, trial_id, report, and every scalar figure the report
+         carries (step, budget_spent, val_acc, effect, objective, final, time_total_s, the attack's
+         checkpoint figures such as tune_gus).
 scores:  one row per (model, poison): sweep, method, trial_id, poison (row among the k poisons),
          part (tune | holdout), score (I_z of the poison's own noise), control (I_z of fresh noise),
          for θ_initial and θ_retrain (all k poisons) and each finished trial (its holdout half).
@@ -31,13 +31,19 @@ from .artifacts import atomic_write_table, atomic_write_text
 from .errors import RaysweepError
 from .sweep.ledger import read_ledger
 
-TRIAL_METRICS = ["budget_spent", "val_acc", "tune_gus", "tune_z", "tune_p", "abs_tune_gus", "effect", "objective",
-                 "holdout_gus", "holdout_z", "holdout_p", "holdout_tpr_two", "holdout_tpr_low", "holdout_auc",
-                 "test_acc", "mia_tpr", "mia_auc", "gus", "z", "p", "tpr_two", "auc", "forget_acc", "forget_loss",
-                 "target_success", "target_adv_prob", "asr", "asr_n", "val_asr", "diverged", "steps",
-                 "unlearn_wall_s", "eval_s", "final_eval_s", "test_correct", "asr_hits"]
-HISTORY_COLUMNS = ["sweep", "method", "trial_id", "report", "step", "budget_spent", "val_acc", "tune_gus",
-                   "tune_z", "effect", "objective", "final", "time_total_s"]
+# keys of a report that are bookkeeping (Ray's own, or the trainable's), not figures of the model
+NOT_FIGURES = {"trial_id", "timestamp", "checkpoint_dir_name", "done", "training_iteration", "date",
+               "time_this_iter_s", "time_since_restore", "iterations_since_restore", "pid", "hostname", "node_ip",
+               "experiment_tag", "config", "hparams", "attempt", "method", "replayed", "node_id", "trial_wall_s",
+               "holdout_scores", "holdout_control_scores", "should_checkpoint", "timesteps_total", "episodes_total"}
+HISTORY_KEYS = ["sweep", "method", "trial_id", "report"]
+
+
+def figures_of(report: dict, history: bool = False) -> dict:
+    """Every scalar figure of a report (numbers, flags, encoded per-item strings), bookkeeping left out."""
+    keep = lambda k, v: (k not in NOT_FIGURES or (history and k == "time_total_s")) and \
+        (v is None or isinstance(v, (int, float, bool, str)))  # noqa: E731
+    return {k: v for k, v in report.items() if keep(k, v) and (history or k != "time_total_s")}
 
 
 def read_sweep_meta(sweep: str | Path) -> dict:
@@ -62,19 +68,13 @@ def _read_results(trial_dir: Path) -> list[dict]:
 
 
 def trial_dirs(sweep: Path, meta: dict):
-    """(method, trial folder) of every trial: one experiment for all methods (`trials/`, each trial's
-    params.json names its method), or one experiment per method (sweeps written before)."""
-    if (sweep / meta.get("layout", "trials")).is_dir():
-        for tdir in sorted(p for p in (sweep / meta.get("layout", "trials")).iterdir() if p.is_dir()):
-            f = tdir / "params.json"
-            if f.is_file():
-                yield json.loads(f.read_text()).get("method"), tdir
-        return
-    for method in meta["config"]["methods"]:
-        mdir = sweep / method
-        for tdir in sorted(p for p in mdir.iterdir() if p.is_dir()) if mdir.is_dir() else []:
-            if (tdir / "params.json").is_file():
-                yield method, tdir
+    """(method, trial folder) of every trial of the sweep's one experiment (each params.json names
+    its method)."""
+    exp = sweep / meta["layout"]
+    for tdir in sorted(p for p in exp.iterdir() if p.is_dir()) if exp.is_dir() else []:
+        f = tdir / "params.json"
+        if f.is_file():
+            yield json.loads(f.read_text()).get("method"), tdir
 
 
 def last_attempt(rows: list[dict]) -> tuple[list[dict], int]:
@@ -122,7 +122,7 @@ def _reference_effect(meta: dict, ref: str, m: dict) -> float | None:
     from .attacks import ATTACKS
 
     refs = meta["references"]
-    attack = ATTACKS.get(meta.get("attack", "gaussian"))
+    attack = ATTACKS.get(meta["attack"], "attack")
     try:
         return float(attack.effect(m, refs))
     except (KeyError, TypeError):
@@ -147,7 +147,7 @@ def load_tables(sweep: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
         params = json.loads((tdir / "params.json").read_text())
         params.pop("method", None)
         results, n_attempts = last_attempt(_read_results(tdir))
-        trial_id = results[-1]["trial_id"] if results else tdir.name.split("_")[2]
+        trial_id = results[-1]["trial_id"] if results else tdir.name  # no report: the folder names it
         err_f = next((f for f in (tdir / "error.txt",) if f.is_file()), None)
         last = results[-1] if results else {}
         entry = ledger.get(trial_id, {})
@@ -157,16 +157,13 @@ def load_tables(sweep: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
             "finished" if last.get("final") else "errored" if err_f else "stopped"
         errors = entry.get("errors") or ([err_f.read_text().strip().splitlines()[-1]] if err_f else [])
         hp = {**meta["spaces"][method]["fixed"], **params, **(last.get("hparams") or {})}
-        parts = tdir.name.split("_")
-        order = int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else None
         row = {"sweep": meta["name"], "scenario": meta["scenario"], "method": method, "trial_id": trial_id,
-               "order": order,
                "status": status, "error": errors[-1] if errors and status == "errored" else None,
                "attempts": max(entry.get("attempts", 0), n_attempts, 1),
                "started": entry.get("started"), "ended": entry.get("ended"),
                "budget": cfg["budget"], "cap_share": float(params.get("cap_share", 1.0)),
                **{f"hp_{k}": v for k, v in hp.items() if k != "cap_share"},
-               **{k: last.get(k) for k in TRIAL_METRICS},
+               **figures_of(last),
                "wall_s": last.get("trial_wall_s", last.get("time_total_s")), "seed": cfg["seed"],
                "reports": len(results), "node_id": last.get("node_id"), **vers}
         trials.append(row)
@@ -174,24 +171,24 @@ def load_tables(sweep: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
             scores.append((meta["name"], method, trial_id, i, "holdout", v, c))
         for i, r in enumerate(results):
             history.append({"sweep": meta["name"], "method": method, "trial_id": trial_id, "report": i + 1,
-                            **{k: r.get(k) for k in HISTORY_COLUMNS[4:]}})
+                            **figures_of(r, history=True)})
     for ref, key in (("none", "none"), ("retrain", "retrain")):
         m = meta["references"][key]
         trials.append({"sweep": meta["name"], "scenario": meta["scenario"], "method": ref, "trial_id": ref,
                        "status": "reference", "budget": cfg["budget"], "budget_spent": 0.0 if ref == "none" else None,
-                       **{k: m.get(k) for k in TRIAL_METRICS if k in m},
-                       "abs_tune_gus": abs(m["tune_gus"]) if m.get("tune_gus") is not None else None,
+                       **figures_of(m),
                        "effect": _reference_effect(meta, ref, m),
                        "diverged": False, "seed": cfg["seed"], **vers})
     df = pd.DataFrame(trials)
-    if "effect" in df:  # sweeps written before `effect` was reported: it was |GUS_tune|
-        df["effect"] = df["effect"].fillna(df["abs_tune_gus"])
+    started = pd.to_numeric(df.get("started"), errors="coerce") if "started" in df else pd.Series(index=df.index)
+    df["order"] = started.groupby(df.method).rank(method="first")  # start order within the method
     df["is_best"] = False
     df["pareto"] = False
     for _, g in df[df.status == "finished"].groupby("method"):
         df.loc[g["objective"].astype(float).idxmin(), "is_best"] = True
         df.loc[g.index, "pareto"] = pareto_mask(g.astype({"effect": float, "val_acc": float}))
-    hist = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    hist = pd.DataFrame(history)
+    hist = hist if len(hist) else pd.DataFrame(columns=HISTORY_KEYS)
     return df, hist, pd.DataFrame(scores, columns=SCORE_COLUMNS)
 
 

@@ -23,4 +23,6 @@ def set_threads(n: int | None = None) -> int:
     """torch intra-op threads: n, or $OMP_NUM_THREADS, or all cores."""
     n = n or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or os.cpu_count() or 1
     torch.set_num_threads(max(1, n))
+    if os.environ.get("RAYSWEEP_DETERMINISTIC") == "1":  # docs/decisions.md: costs nothing, changes nothing on CPU
+        torch.use_deterministic_algorithms(True)
     return torch.get_num_threads()

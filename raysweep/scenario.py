@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import torch
 
 from . import __version__
-from .artifacts import LocalStore, Store, load_tensors, read_manifest, save_tensors, verify, write_manifest
+from .artifacts import Store, load_tensors, open_store, read_manifest, save_tensors, verify, write_manifest
 from .attacks import Attack, BuildEnv, PoisonedSet, make_attack
 from .config import ScenarioConfig, scenario_from_dict, to_dict
 from .data import Dataset, load_dataset
@@ -83,24 +83,21 @@ class Scenario:
 
     def new_model(self, which: str | None = None):
         """A model of the scenario's architecture, with weights `which` (initial/retrain) or fresh."""
-        m = build_model(self.cfg.model, self.data.num_classes, self.data.input_shape,
-                        derive_seed(self.cfg.seed, "init"), **self.cfg.model_params)
-        if which is not None:
-            m.load_state_dict(self.weights[which])
-        return m.to(self.device)
+        return scenario_model(self.cfg, self.data, self.device, None if which is None else self.weights[which])
 
     @classmethod
-    def load(cls, store: Store, cfg: ScenarioConfig | str, device: torch.device | str = "cpu",
+    def load(cls, store: Store | str, cfg: ScenarioConfig | str, device: torch.device | str = "cpu",
              data_dir: str | None = None) -> "Scenario":
+        store = open_store(store)
         key = store_key(cfg if isinstance(cfg, str) else cfg.hash())
         if not store.has(key):
-            raise ArtifactError(f"scenario {key} is not prepared in {getattr(store, 'root', store)}: "
+            raise ArtifactError(f"scenario {key} is not prepared in {store.uri}: "
                                 "run `raysweep prepare` first")
         folder = store.open_dir(key)
         manifest = read_manifest(folder)
         cfg = scenario_from_dict(manifest["config"])
         tensors = {name: load_tensors(folder, name, manifest) for name in FILES}
-        return cls._assemble(cfg, manifest, tensors, torch.device(device), data_dir)
+        return cls._assemble(cfg, manifest, tensors, torch.device(device), scenario_data(cfg, data_dir))
 
     def bundle(self) -> dict:
         """The artifact as plain data (manifest + tensors) for the Ray object store."""
@@ -109,15 +106,18 @@ class Scenario:
     @classmethod
     def from_bundle(cls, bundle: dict, device="cpu", data_dir: str | None = None) -> "Scenario":
         m = bundle["manifest"]
-        return cls._assemble(scenario_from_dict(m["config"]), m, bundle["tensors"], torch.device(device), data_dir)
+        cfg = scenario_from_dict(m["config"])
+        return cls._assemble(cfg, m, bundle["tensors"], torch.device(device), scenario_data(cfg, data_dir))
 
     @classmethod
-    def _assemble(cls, cfg, manifest, tensors, device, data_dir=None) -> "Scenario":
-        data = scenario_data(cfg, data_dir)
+    def _assemble(cls, cfg, manifest, tensors, device, data: Dataset, attack: Attack | None = None,
+                  ps: PoisonedSet | None = None) -> "Scenario":
+        """The scenario from its artifact's tensors and its (CPU) data; `prepare` passes the attack
+        and the poisoned set it has just applied, so nothing is loaded or applied twice."""
         poison = tensors["poison.safetensors"]
-        attack = make_attack(cfg.attack, cfg.attack_params)
-        stored = {k: v for k, v in poison.items() if not k.startswith("_")}
-        ps = attack.apply(data, stored)
+        attack = attack or make_attack(cfg.attack, cfg.attack_params)
+        if ps is None:
+            ps = attack.apply(data, {k: v for k, v in poison.items() if not k.startswith("_")})
         data = _to(data, device)
         ps.train = ps.train.to(device)
         return cls(cfg, manifest, data, ps, poison["_control_noise"], poison["_tune_rows"], poison["_holdout_rows"],
@@ -126,12 +126,18 @@ class Scenario:
 
     # ---- evaluation ----------------------------------------------------------------------------
     def evaluate(self, model, parts: tuple[str, ...] = ("all", "tune", "holdout"), full: bool = True) -> dict:
-        """Flat metrics of `model`.
+        """Flat metrics of `model` (numbers and encoded per-item strings: tables and JSON take them).
 
-        full=True: test/val accuracy, forget-set accuracy and loss, loss-threshold MIA, and the GUS
-        figures for each part of the poisons (all, tune, holdout; keys prefixed tune_/holdout_).
-        full=False (cheap, for budget checkpoints): val accuracy and the GUS figures of `parts`.
-        """
+        full=True: test/val accuracy, forget-set accuracy and loss, loss-threshold MIA, the attack's
+        own metrics, and for noise attacks the GUS figures of each part of the poisons (all, tune,
+        holdout; keys prefixed tune_/holdout_). full=False (cheap, for budget checkpoints): val
+        accuracy, the attack's metrics and the GUS figures of `parts`."""
+        return self.scored(model, parts, full)[0]
+
+    def scored(self, model, parts: tuple[str, ...] = ("all", "tune", "holdout"),
+               full: bool = True) -> tuple[dict, dict]:
+        """(metrics as `evaluate`, {"scores", "control"}: the per-poison GUS scores I_z of the poisons'
+        own noise and of the fresh control noise, [k] float64, NaN outside `parts`; {} without noise)."""
         out = {"val_acc": evaluate(model, self.data.val)["acc"]}
         ps = self.poisoned
         if self.attack is not None:
@@ -144,7 +150,7 @@ class Scenario:
             out["forget_loss"] = f_loss.mean().item()
             out.update(loss_mia(f_loss, t_loss))
         if ps.noise is None:
-            return out
+            return out, {}
         rows = {"all": torch.arange(ps.k), "tune": self.tune_rows.long(), "holdout": self.holdout_rows.long()}
         need = torch.cat([rows[p] for p in parts]).unique() if parts else torch.zeros(0, dtype=torch.long)
         y = ps.train.y[ps.poison_idx].cpu()
@@ -158,13 +164,18 @@ class Scenario:
             summ = gus_summary(s[rows[part]], c[rows[part]])
             prefix = "" if part == "all" else f"{part}_"
             out.update({f"{prefix}{k}": v for k, v in summ.items()})
-        out["_scores"], out["_control_scores"] = s, c
-        return out
+        return out, {"scores": s, "control": c}
+
+    def holdout_scores(self, scores: dict) -> dict:
+        """The held-out half's scores as rounded lists (JSON), or {} without noise."""
+        rows = self.holdout_rows.long()
+        return {k: [round(float(v), 5) for v in scores[k][rows]] for k in scores}
 
 
-def _fresh(cfg: ScenarioConfig, data: Dataset, device, state: dict | None = None):
-    """The scenario's architecture at its seeded initialisation, or loaded with `state`."""
-    m = build_model(cfg.model, data.num_classes, data.input_shape, derive_seed(cfg.seed, "init"), **cfg.model_params)
+def scenario_model(cfg: ScenarioConfig, data: Dataset, device, state: dict | None = None, tag: str = "init"):
+    """The one way a model of the scenario is built: its architecture at the seeded initialisation
+    `tag` (init: θ_initial, θ_retrain and every reference; surrogate: an attack's), or with `state`."""
+    m = build_model(cfg.model, data.num_classes, data.input_shape, derive_seed(cfg.seed, tag), **cfg.model_params)
     if state is not None:
         m.load_state_dict(state)
     return m.to(device)
@@ -174,15 +185,10 @@ def _to(data: Dataset, device) -> Dataset:
     return replace(data, train=data.train.to(device), val=data.val.to(device), test=data.test.to(device))
 
 
-def public(metrics: dict) -> dict:
-    """Drop the tensors (keys starting with _) for JSON/tables."""
-    return {k: v for k, v in metrics.items() if not k.startswith("_")}
-
-
 def prepare(cfg: ScenarioConfig, store: Store | str, device: torch.device | str = "cpu",
             data_dir: str | None = None, log=None) -> tuple[dict, bool]:
     """Build (or find) the scenario's artifacts. Returns (manifest, built_now)."""
-    store = LocalStore(store) if isinstance(store, (str, bytes)) or hasattr(store, "__fspath__") else store
+    store = open_store(store)
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     key = store_key(cfg.hash())
     if store.has(key):
@@ -198,7 +204,7 @@ def prepare(cfg: ScenarioConfig, store: Store | str, device: torch.device | str 
     weights, compute, wall = {}, {}, {}
     base_state = None
     if cfg.victim == "head":
-        base = _fresh(cfg, data, device)
+        base = scenario_model(cfg, data, device)
         say(f"victim=head: training the clean base model on {len(data.train)} samples; θ_initial and θ_retrain "
             "fine-tune only its head")
         res = train(base, data.train.to(device), cfg.train, derive_seed(cfg.seed, "base_order"), label="base",
@@ -207,12 +213,11 @@ def prepare(cfg: ScenarioConfig, store: Store | str, device: torch.device | str 
         compute["base_sample_grads"], wall["train_base_s"] = res.sample_grads, round(res.wall_s, 2)
     say(f"poisoning {cfg.dataset} with {cfg.attack} {attack.params}")
     env = BuildEnv(
-        new_model=lambda: build_model(cfg.model, data.num_classes, data.input_shape, derive_seed(cfg.seed, "surrogate"),
-                                      **cfg.model_params).to(device),
+        new_model=lambda: scenario_model(cfg, data, device, tag="surrogate"),
         train=lambda m, split: train(m, split.to(device), cfg.train, derive_seed(cfg.seed, "surrogate_order"),
                                      label="surrogate", progress=say),
         device=device, log=say, weight_decay=cfg.train.weight_decay,
-        base=None if base_state is None else (lambda: _fresh(cfg, data, device, base_state)))
+        base=None if base_state is None else (lambda: scenario_model(cfg, data, device, base_state)))
     stored = attack.build(data, derive_seed(cfg.seed, "poison"), env)
     ps = attack.apply(data, stored)
     g = torch.Generator().manual_seed(derive_seed(cfg.seed, "control"))
@@ -224,7 +229,7 @@ def prepare(cfg: ScenarioConfig, store: Store | str, device: torch.device | str 
     poison_file = {**stored, "_control_noise": control, "_tune_rows": tune_rows, "_holdout_rows": holdout_rows}
 
     for which, split in (("initial", ps.train), ("retrain", ps.retain())):
-        model = _fresh(cfg, data, device, base_state)
+        model = scenario_model(cfg, data, device, base_state)
         head = None if base_state is None else model.layer_groups()[-1]
         say(f"training θ_{which} on {len(split)} samples ({cfg.train.epochs} epochs, "
             f"{'head only' if head is not None else 'all layers'}, {device})")
@@ -243,11 +248,11 @@ def prepare(cfg: ScenarioConfig, store: Store | str, device: torch.device | str 
                 "n_train": len(ps.train), "n_val": len(data.val), "n_test": len(data.test)}
     tensors = {"initial.safetensors": weights["initial"], "retrain.safetensors": weights["retrain"],
                "poison.safetensors": poison_file}
-    scen = Scenario._assemble(cfg, manifest, tensors, device, data_dir)
+    scen = Scenario._assemble(cfg, manifest, tensors, device, data, attack, ps)
     metrics = {}
     for which in ("initial", "retrain"):
         t1 = time.perf_counter()
-        metrics[which] = public(scen.evaluate(scen.new_model(which)))
+        metrics[which] = scen.evaluate(scen.new_model(which))
         wall[f"evaluate_{which}_s"] = round(time.perf_counter() - t1, 2)
     manifest["metrics"] = metrics
 

@@ -50,3 +50,50 @@ def ray_local(tmp_path_factory):
              object_store_memory=200 * 1024 * 1024, _temp_dir=str(tmp_path_factory.mktemp("ray")))
     yield ray
     ray.shutdown()
+
+
+PLUGINS = Path(__file__).resolve().parent / "plugins"  # test-only plug-ins: one file each
+
+
+@pytest.fixture
+def plugin():
+    """load(file): register the test plug-in tests/plugins/<file> for this test only (every registry
+    is restored afterwards, so later tests see the shipped entries alone)."""
+    from raysweep import registry
+    from raysweep.attacks import ATTACKS
+    from raysweep.data import DATASETS
+    from raysweep.models import MODELS
+    from raysweep.unlearn import METHODS
+
+    regs = (ATTACKS, METHODS, DATASETS, MODELS)
+    saved = [(r, r.names() and dict(r._items)) for r in regs]  # noqa: SLF001 - shipped entries found first
+    paths = []
+
+    def load(file: str) -> None:
+        paths.append(str(PLUGINS / file))
+        registry.load_plugins(paths[-1])
+
+    yield load
+    for r, items in saved:
+        r._items = items  # noqa: SLF001
+    for p in paths:
+        registry._loaded_plugins.discard(p)  # noqa: SLF001
+
+
+@pytest.fixture
+def flaky(tmp_path, plugin):
+    """The fault-injecting test method (tests/plugins/flaky.py), registered for one test only.
+    flaky(times) -> (spaces_dir, faults_dir): a spaces folder whose flaky.yaml makes each trial
+    raise on its first `times` attempts, counting them in faults_dir."""
+    plugin("flaky.py")
+
+    def make(times: int):
+        spaces, faults = tmp_path / "spaces", tmp_path / "faults"
+        spaces.mkdir(exist_ok=True)
+        faults.mkdir(exist_ok=True)
+        (spaces / "flaky.yaml").write_text(
+            "method: flaky\nparams:\n  alpha: {loguniform: [0.1, 100.0]}\n"
+            f"fixed: {{fault_dir: '{faults}', fault_times: {times}}}\n")
+        return str(spaces), faults
+
+    return make

@@ -183,18 +183,17 @@ def test_atomic_tables_never_share_a_temp_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.parquet"]
 
 
-def test_a_trial_that_raises_once_then_succeeds_is_finished(ray_local, prepared_tiny, tiny_cfg, tmp_path):
+def test_a_trial_that_raises_once_then_succeeds_is_finished(ray_local, prepared_tiny, tiny_cfg, tmp_path, flaky):
     root, _ = prepared_tiny
     scen = Scenario.load(LocalStore(root), tiny_cfg)
-    faults = tmp_path / "faults"
-    faults.mkdir()
-    cfg = SweepConfig(methods=["ssd"], trials=2, name="retry", storage_path=str(tmp_path), max_failures=1,
-                      fault={"method": "ssd", "times": 1, "dir": str(faults)}, budget=0.1, checkpoint_every=0.25)
+    spaces, faults = flaky(1)
+    cfg = SweepConfig(methods=["flaky"], trials=2, name="retry", storage_path=str(tmp_path), max_failures=1,
+                      spaces_dir=spaces, budget=0.1, checkpoint_every=0.25)
     sweep, complete = run_sweep(scen, cfg, str(root))
     assert complete
     assert sorted(int(p.read_text()) for p in faults.iterdir()) == [2, 2]  # each raised once, then ran
     trials, hist, _ = load_tables(sweep)
-    ssd = trials[trials.method == "ssd"]
+    ssd = trials[trials.method == "flaky"]
     assert len(ssd) == 2 and (ssd.status == "finished").all() and (ssd.attempts == 2).all()
     assert ssd.error.isna().all() and ssd.is_best.sum() == 1
     assert (ssd.started < ssd.ended).all()

@@ -32,26 +32,27 @@ def table(rows):
 
 
 def test_z_zero_with_retrain_accuracy_removes():
-    v = verdict_table(table([("gd", 0.0, 0.70)])).set_index("method")
+    v = verdict_table(table([("gd", 0.0, 0.70)]), attack="gaussian").set_index("method")
     assert v.loc["gd", "verdict"] == "removes the poison"
     assert v.loc["gd", "outcome"] == "removes" and v.loc["gd", "accuracy_kept"]
     assert v.loc["gd", "margin"] == pytest.approx(0.2)  # δ 0.5 × |θ_initial's GUS| 0.4
 
 
 def test_z_five_fails_on_the_poison():
-    v = verdict_table(table([("gd", 5.0, 0.71)])).set_index("method")
+    v = verdict_table(table([("gd", 5.0, 0.71)]), attack="gaussian").set_index("method")
     assert v.loc["gd", "verdict"] == "fails: poison remains"
 
 
 def test_accuracy_collapse_fails_on_utility():
-    v = verdict_table(table([("ga", 0.2, 0.30)])).set_index("method")
+    v = verdict_table(table([("ga", 0.2, 0.30)]), attack="gaussian").set_index("method")
     assert v.loc["ga", "verdict"] == "fails: accuracy below retrain (poison effect removed)"
-    both = verdict_table(table([("ga", -4.0, 0.30)])).set_index("method")
+    both = verdict_table(table([("ga", -4.0, 0.30)]), attack="gaussian").set_index("method")
     assert both.loc["ga", "verdict"] == "fails: poison remains and accuracy below retrain"
 
 
 def test_tolerance_is_relative_to_retrain_test_accuracy():
-    v = verdict_table(table([("a", 0.0, 0.681), ("b", 0.0, 0.679)]), tolerance=0.02).set_index("method")
+    v = verdict_table(table([("a", 0.0, 0.681), ("b", 0.0, 0.679)]), attack="gaussian",
+                      tolerance=0.02).set_index("method")
     assert v.loc["a", "accuracy_kept"] and not v.loc["b", "accuracy_kept"]
 
 
@@ -59,12 +60,12 @@ def test_the_multiple_testing_correction_is_applied():
     # p = 0.02 alone would be significant at 0.05; with 8 methods Holm's first step needs p <= 0.05/8
     z = 2.326  # two-sided p ~ 0.02
     rows = [("m0", z, 0.70)] + [(f"m{i}", 0.0, 0.70) for i in range(1, 8)]
-    v = verdict_table(table(rows), alpha=0.05).set_index("method")
-    assert v.loc["m0", "holdout_p"] < 0.05
+    v = verdict_table(table(rows), attack="gaussian", alpha=0.05).set_index("method")
+    assert v.loc["m0", "p_fails"] < 0.05
     assert v.loc["m0", "outcome"] == "inconclusive"  # neither shown to remain nor shown gone
     assert v.loc["m0", "holm_fails"] == pytest.approx(0.05 / 8)
     assert v.loc["m0", "n_needed"] > 250 and "held-out poisons would decide" in v.loc["m0", "verdict"]
-    single = verdict_table(table([("m0", z, 0.70)]), alpha=0.05).set_index("method")
+    single = verdict_table(table([("m0", z, 0.70)]), attack="gaussian", alpha=0.05).set_index("method")
     assert single.loc["m0", "outcome"] == "fails"  # with one method there is nothing to correct for
 
 
@@ -77,7 +78,7 @@ def test_holm_steps_down():
 def test_a_method_without_finished_trials_is_not_judged():
     t = table([("gd", 0.0, 0.70)])
     t = pd.concat([t, pd.DataFrame([dict(method="ssd", status="errored", is_best=False)])], ignore_index=True)
-    v = verdict_table(t).set_index("method")
+    v = verdict_table(t, attack="gaussian").set_index("method")
     assert v.loc["ssd", "verdict"].startswith("not judged")
 
 
@@ -204,7 +205,7 @@ def test_backdoor_verdict_tests_attack_success_against_retrain():
     v = verdict_table(t, attack="backdoor").set_index("method")
     assert v.loc["gd", "verdict"] == "fails: poison remains" and v.loc["gd", "p_fails"] < 1e-50
     assert v.loc["ssd", "verdict"] == "removes the poison" and v.loc["ssd", "p_fails"] > 0.3
-    assert v.loc["none", "asr"] == 0.80 and v.loc["none", "asr_n"] == 740
+    assert v.loc["none", "asr"] == 0.80 and v.loc["none", "n"] == 740  # the triggered reviews the test counts
 
 
 @pytest.mark.parametrize("attack,none,retrain,weak", [

@@ -12,7 +12,8 @@ from raysweep.unlearn import METHODS, get_method, run_unlearning
 from raysweep.unlearn.layers import split_groups
 from raysweep.unlearn.session import unlearn_scenario
 
-ALL = ["gd", "ngd", "ga", "euk", "cfk", "scrub", "neggrad_plus", "ssd"]
+PAPER = {"gd", "ngd", "ga", "euk", "cfk", "scrub", "neggrad_plus", "ssd"}  # the paper's eight
+ALL = METHODS.names()  # every registered method, found by the registry (a new one is tested here too)
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +26,8 @@ def state(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def test_registry_has_the_eight_methods():
-    assert METHODS.names() == sorted(ALL)
+def test_registry_finds_the_papers_eight_methods_without_an_import_list():
+    assert PAPER <= set(METHODS.names())
 
 
 @pytest.mark.parametrize("method", ALL)

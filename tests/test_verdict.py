@@ -82,7 +82,7 @@ def gaussian_sweep(methods: dict[str, np.ndarray], initial: np.ndarray, retrain:
 
 def _judge(methods, initial, retrain, **kw):
     trials, scores, meta = gaussian_sweep(methods, initial, retrain)
-    return judge(trials, scores=scores, meta=meta, **kw)
+    return judge(trials, scores=scores, meta=meta, **{"attack": "gaussian", **kw})
 
 
 def test_a_model_that_never_saw_the_noise_removes_it_with_enough_poisons_and_is_inconclusive_with_few():
@@ -110,7 +110,7 @@ def test_a_remaining_effect_fails_and_accuracy_is_a_separate_condition():
     assert v.loc["gd", "outcome"] == "fails" and v.loc["gd", "verdict"] == "fails: poison remains"
     trials, scores, meta = gaussian_sweep({"ssd": rng.normal(0.0, 1, n)}, rng.normal(-0.476, 1, n),
                                           rng.normal(0, 1, n), acc=0.30)
-    low = verdict_table(trials, scores=scores, meta=meta).set_index("method")
+    low = verdict_table(trials, scores=scores, meta=meta, attack="gaussian").set_index("method")
     assert low.loc["ssd", "outcome"] == "removes"
     assert low.loc["ssd", "verdict"] == "fails: accuracy below retrain (poison effect removed)"
 
@@ -124,7 +124,7 @@ def test_seeds_are_pooled_per_poison_and_the_spread_is_kept():
                                           rng.normal(0, 1, n))
     extra = pd.DataFrame([{"scenario": "abc", "tuned": True, "seed": s, "method": "gd", "test_acc": 0.70,
                            "holdout_gus": -0.3, "scores": list(rng.normal(-0.3, 1, n))} for s in (1, 2, 3)])
-    j = judge(trials, seeds=extra, scores=scores, meta=meta)
+    j = judge(trials, seeds=extra, scores=scores, meta=meta, attack="gaussian")
     ev = j.evidence["gd"]
     assert ev.runs == 4 and ev.n == n and ev.scenarios == 1 and len(ev.per_run) == 4
     assert ev.lo < ev.effect < ev.hi and ev.effect == pytest.approx(-0.3, abs=0.1)

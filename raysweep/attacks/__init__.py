@@ -2,9 +2,7 @@
 from ..registry import Registry
 from .base import Attack, BuildEnv, PoisonedSet
 
-ATTACKS: Registry = Registry("attack")
-
-from . import backdoor, gaussian, gradient_canceling, gradient_matching  # noqa: E402,F401
+ATTACKS: Registry = Registry("attack", __name__)  # every module here that registers an attack
 
 
 def make_attack(name: str, params: dict) -> Attack:

@@ -50,6 +50,8 @@ def positions_for(x: torch.Tensor, mode: str, gen: torch.Generator, trigger_len:
 class Backdoor(Attack):
     name = "backdoor"
     metric = "asr"
+    checkpoint_keys = ('val_asr',)
+    spread_columns = ('asr',)
 
     @classmethod
     def check(cls, params: dict) -> dict:
@@ -134,6 +136,7 @@ class Backdoor(Attack):
     effect_header = "attack success rate − θ_retrain's"
     item_keys = ("asr_hits",)
     verdict_columns = ("asr", "mia_tpr")
+    column_headers = {"asr": "attack success rate"}
 
     @classmethod
     def verdict_evidence(cls, mine, refs, margin_fraction, ctx) -> Evidence:

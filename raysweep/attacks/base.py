@@ -72,7 +72,7 @@ class Attack:
 
     name: str = ""
     # the attack's own success metric (a key of `evaluate`'s output); lower means less poison effect
-    metric: str = "gus_z"
+    metric: str = "holdout_z"
 
     def __init__(self, **params):
         self.params = self.check(params)
@@ -95,6 +95,9 @@ class Attack:
     def build(self, data: Dataset, seed: int, env: BuildEnv | None = None) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def apply(self, data: Dataset, stored: dict[str, torch.Tensor]) -> PoisonedSet:
+        raise NotImplementedError
+
     @classmethod
     def effect(cls, metrics: dict, references: dict) -> float:
         """The poison effect left in a model, >= 0, lower is better: what the sweep minimises (under
@@ -102,6 +105,10 @@ class Attack:
         GUS figures, this attack's own metrics); `references`: θ_initial's and θ_retrain's metrics
         ("none", "retrain"). Default: |GUS| on the tuning half of the poisons."""
         return abs(metrics["tune_gus"])
+
+    # the attack's figures a sweep's budget checkpoints report beside `effect` (keys of `evaluate`'s output)
+    checkpoint_keys: tuple[str, ...] = ()
+    curve_key, curve_label = "effect", ""  # the checkpoint figure the report draws against the budget
 
     def evaluate(self, model: torch.nn.Module, data: Dataset, poisoned: PoisonedSet) -> dict:
         """The attack's own metrics of `model` (e.g. target success); {} when GUS says it all."""
@@ -113,7 +120,14 @@ class Attack:
     effect_header: str = "effect"     # the verdict table's header of the effect column
     item_keys: tuple[str, ...] = ()   # per-item vectors in `evaluate`'s output that the tests pair
     verdict_columns: tuple[str, ...] = ()  # the attack's own columns shown in the verdict table
+    column_headers: dict = {}         # their headers in the report (default: the column name)
+    tpr_column: str | None = None     # a per-sample test's TPR at 1 % FPR, drawn beside the loss MIA's
+    tpr_label: str = ""
     uses_tuned_scenario: bool = True  # False: the search saw this scenario's verdict evidence (one target)
+    # `prepare --seeds`: θ_initial shows the poison when its own test against θ_retrain has p below this
+    takes_level: float = 0.05
+    takes_rule: str = "its own test against θ_retrain, p < 0.05"
+    spread_columns: tuple[str, ...] = ()  # the attack's figures shown per seed by `prepare --seeds`
 
     @classmethod
     def verdict_evidence(cls, mine: "pd.DataFrame", refs: dict, margin_fraction: float, ctx: dict) -> Evidence:
@@ -156,6 +170,3 @@ class Attack:
 
 def _fmt(v) -> str:
     return "–" if v is None or v != v else f"{float(v):.3g}"
-
-    def apply(self, data: Dataset, stored: dict[str, torch.Tensor]) -> PoisonedSet:
-        raise NotImplementedError

@@ -50,7 +50,13 @@ def _pooled_scores(rows: pd.DataFrame):
 @ATTACKS.register("gaussian")
 class GaussianPoison(Attack):
     name = "gaussian"
-    metric = "gus_z"
+    metric = "holdout_z"
+    tpr_column, tpr_label = "holdout_tpr_two", "Gaussian test (|I| > 2.576)"
+    checkpoint_keys = ('tune_gus', 'tune_z')
+    curve_key, curve_label = "tune_gus", "GUS (tuning half)"
+    takes_level = 0.0027  # |z| > 3 on the held-out half (issue 11's bar for a preset)
+    takes_rule = "held-out half |z| > 3"
+    spread_columns = ("z", "holdout_z", "control_z", "holdout_control_z")
 
     @classmethod
     def check(cls, params: dict) -> dict:
@@ -121,7 +127,8 @@ class GaussianPoison(Attack):
     # ---- the verdict (docs/verdict.md) -------------------------------------------------------
     verdict_unit = "held-out poisons"
     effect_header = "GUS (held-out)"
-    verdict_columns = ("holdout_z", "holdout_tpr_two", "mia_tpr")
+    verdict_columns = ("holdout_gus", "holdout_z", "holdout_tpr_two", "mia_tpr")
+    column_headers = {"holdout_gus": "GUS (best trial)", "holdout_z": "z (best trial)", "holdout_tpr_two": "TPR@1%"}
 
     @classmethod
     def verdict_evidence(cls, mine, refs, margin_fraction, ctx) -> Evidence:

@@ -82,6 +82,8 @@ def craft(model, x_pix: torch.Tensor, y: torch.Tensor, x_target: torch.Tensor, a
 class GradientMatching(Attack):
     name = "gradient_matching"
     metric = "target_success"
+    checkpoint_keys = ('target_success', 'target_adv_prob')
+    spread_columns = ('target_success',)
 
     @classmethod
     def check(cls, params: dict) -> dict:
@@ -180,6 +182,7 @@ class GradientMatching(Attack):
     verdict_unit = "fresh targets"
     effect_header = "target hit rate − θ_retrain's"
     verdict_columns = ("target_success",)
+    column_headers = {"target_success": "target hit (sweep's target)"}
     uses_tuned_scenario = False  # the search tuned on the sweep's own target: it is no evidence
 
     @classmethod

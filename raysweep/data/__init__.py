@@ -3,9 +3,7 @@
 from ..registry import Registry
 from .base import Dataset, Split
 
-DATASETS: Registry = Registry("dataset")
-
-from . import cifar10, imdb  # noqa: E402,F401  (registers cifar10, cifar10-mini, imdb, imdb-mini)
+DATASETS: Registry = Registry("dataset", __name__)  # every module here that registers a loader
 
 
 def load_dataset(name: str, data_dir: str | None = None, val_size: int = 1000, seed: int = 0,

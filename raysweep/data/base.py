@@ -17,7 +17,6 @@ class Split:
     # `noise` for sample i, or -1.
     noise: torch.Tensor | None = None
     slot: torch.Tensor | None = None
-    extras: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -66,6 +65,14 @@ class Dataset:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train.x.shape[1:])
+
+
+def no_params(params: dict) -> None:
+    """A loader's `check_params` when it takes no dataset_params (the default for a registered loader)."""
+    from ..errors import ConfigError
+
+    for key, val in params.items():
+        raise ConfigError(f"dataset_params.{key}", val, "none: this dataset takes no dataset_params")
 
 
 def split_val(x: torch.Tensor, y: torch.Tensor, val_size: int, seed: int) -> tuple[Split, Split]:

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from ..artifacts import sha256_file
-from ..errors import ArtifactError, ConfigError, RaysweepError
+from ..errors import ArtifactError, RaysweepError
 from . import DATASETS
-from .base import Dataset, Split, normalise_uint8_hwc, split_val
+from .base import Dataset, Split, no_params, normalise_uint8_hwc, split_val
 
 BUNDLED = Path(__file__).parent / "bundled" / "cifar10_subset.npz"
 BUNDLED_SHA256 = "5d3e5d2f9ac5886a28b57c0d7d36485591877870c8c638e932fcf4820ed53422"
@@ -45,19 +45,19 @@ def _build(name, xtr, ytr, xte, yte, val_size, seed) -> Dataset:
     return Dataset(name, Split(x_train, y_train), val, test, list(CLASSES), "image", mean, std)
 
 
-@DATASETS.register("cifar10-mini")
+@DATASETS.register("cifar10-mini", check_params=no_params)
 def cifar10_mini(data_dir: str | None = None, val_size: int = 1000, seed: int = 0, **params) -> Dataset:
     """Bundled subset; `data_dir` may point at another copy of cifar10_subset.npz's folder."""
-    _no_params(params)
+    no_params(params)
     path = Path(data_dir) / "cifar10_subset.npz" if data_dir else BUNDLED
     xtr, ytr, xte, yte = _read_npz(str(path), BUNDLED_SHA256)
     return _build("cifar10-mini", xtr, ytr, xte, yte, val_size, seed)
 
 
-@DATASETS.register("cifar10")
+@DATASETS.register("cifar10", check_params=no_params)
 def cifar10(data_dir: str | None = None, val_size: int = 1000, seed: int = 0, **params) -> Dataset:
     """Full CIFAR-10 through torchvision: read from `data_dir`, downloaded there when online."""
-    _no_params(params)
+    no_params(params)
     import torchvision
 
     root = Path(data_dir or "~/.cache/raysweep/cifar10").expanduser()
@@ -72,13 +72,6 @@ def cifar10(data_dir: str | None = None, val_size: int = 1000, seed: int = 0, **
     return _build("cifar10", tr.data, tr.targets, te.data, te.targets, val_size, seed)
 
 
-def _no_params(params: dict) -> None:
-    for key, val in params.items():
-        raise ConfigError(f"dataset_params.{key}", val, "none: the CIFAR-10 datasets take no dataset_params")
-
-
 def _present(root: Path) -> bool:
     return (root / "cifar-10-batches-py" / "data_batch_1").is_file()
 
-
-cifar10.check_params = cifar10_mini.check_params = _no_params

@@ -5,9 +5,7 @@ from ..errors import ConfigError
 from ..registry import Registry
 from .base import Classifier
 
-MODELS: Registry = Registry("model")
-
-from . import hf, resnet  # noqa: E402,F401  (registers resnet9, resnet18, gpt2-tiny, hf, gpt2-medium)
+MODELS: Registry = Registry("model", __name__)  # every module here that registers a factory
 
 
 def check_model_params(name: str, params: dict) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import defaults as D
 from ..artifacts import atomic_write_table, atomic_write_text
 from ..attacks import ATTACKS
 from ..errors import RaysweepError
@@ -73,9 +74,8 @@ def _isnan(v) -> bool:
 
 HEADERS = {"method": "method", "config": "best configuration (chosen on the search's evidence)", "runs": "runs",
            "n": "n", "ci": "95 % CI", "p_fails": "p (fails)", "holm_fails": "Holm level (fails)",
-           "p_removes": "p (removes)", "holm_removes": "Holm level (removes)", "holdout_z": "z (best trial)",
-           "holdout_tpr_two": "TPR@1%", "test_acc": "test acc (mean over runs)", "mia_tpr": "MIA TPR@1%",
-           "budget_spent": "budget", "target_success": "target hit (sweep's target)", "asr": "attack success rate",
+           "p_removes": "p (removes)", "holm_removes": "Holm level (removes)",
+           "test_acc": "test acc (mean over runs)", "mia_tpr": "MIA TPR@1%", "budget_spent": "budget",
            "verdict": "verdict"}
 
 
@@ -86,10 +86,10 @@ def verdict_view(table: pd.DataFrame, cls) -> pd.DataFrame:
                for lo, hi in zip(v.effect_lo, v.effect_hi)]
     cols = ["method", "config", "runs", "effect", "ci", "n", "p_fails", "holm_fails", "p_removes", "holm_removes",
             *cls.verdict_columns, "test_acc", "budget_spent", "verdict"]
-    return v[cols].rename(columns={**HEADERS, "effect": cls.effect_header})
+    return v[cols].rename(columns={**HEADERS, **cls.column_headers, "effect": cls.effect_header})
 
 
-def build_report(path: str | Path, out: str | Path | None = None, alpha: float = 0.05,
+def build_report(path: str | Path, out: str | Path | None = None, alpha: float = D.ALPHA,
                  tolerance: float | None = None, seeds: int = 0, log=None, margin: float = DEFAULT_MARGIN,
                  scenario_seeds: int = 0) -> Path:
     """Verdict, figures, Markdown + HTML. seeds: fresh unlearning seeds per best configuration;
@@ -100,9 +100,9 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
     out = Path(out or Path(path) / "report").resolve()
     out.mkdir(parents=True, exist_ok=True)
     cfg = meta["config"]
-    attack = meta.get("attack", "gaussian")
+    attack = meta["attack"]
     cls = ATTACKS.get(attack, "attack")
-    tol = cfg.get("tolerance", 0.02) if tolerance is None else tolerance
+    tol = cfg["tolerance"] if tolerance is None else tolerance
     sr = None
     if seeds or scenario_seeds:
         sr = rerun_best(meta, trials, seeds, scenario_seeds, say)
@@ -115,13 +115,15 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
     figs = [
         (figures.score_histograms(scores, best, out), "GUS scores I_z with the N(0, 1) density: fresh noise vs "
          "θ_initial, the poisons vs θ_initial, and the held-out poisons vs each method's best unlearned model"),
-        (figures.gus_vs_budget(history, trials, out, cls.effect_label), "GUS on the tuning half (other attacks: "
-         "their effect) vs budget spent, every trial (best in blue), with θ_initial and θ_retrain"),
+        (figures.gus_vs_budget(history, trials, out, cls.effect_label, cls.curve_key, cls.curve_label),
+         f"{cls.curve_label or cls.effect_label} vs budget spent, every trial (best in blue), with θ_initial and "
+         "θ_retrain"),
         (figures.accuracy_vs_gus(trials, meta.get("floor", float("nan")), out, cls.effect_label),
          "validation accuracy vs the poison effect the search minimised, every finished trial, with the Pareto "
          "front; diverged runs at the right edge"),
-        (figures.mia_vs_gus(verdict, out), "TPR at 1 % FPR of the loss-threshold MIA and of the Gaussian test "
-         "(held-out poisons)"),
+        *([(figures.mia_vs_gus(verdict, out, cls.tpr_column, cls.tpr_label), "TPR at 1 % FPR of the "
+            f"loss-threshold MIA and of the attack's own per-sample test ({cls.tpr_label})")]
+          if cls.tpr_column else []),
         (figures.optimisation_history(trials, out), "objective per trial and its running best (Optuna TPE); runs "
          "below the accuracy floor and diverged runs marked at the top edge"),
         (figures.param_importances(importances(meta, trials), out), "parameter importances (Optuna fANOVA)"),
@@ -173,6 +175,12 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
                          "cached); the pooled effect with its 95 % interval, and the effect of each run. All runs: "
                          "seeds.csv."),
                    ("table", spread_table(j.runs, tested, cls.effect_header))]
+    from ..curve.figure import report_blocks  # the budget curve, when `raysweep curve` has run (raysweep/curve/)
+
+    blocks += report_blocks(path, out, cls.effect_header, tol)
+    from ..explain.figure import report_blocks as why_blocks  # "Why: H1 and H2" when `raysweep explain` has run
+
+    blocks += why_blocks(path, out)
     blocks.append(("h", 2, "Figures"))
     for p, caption in figs:
         blocks.append(("img", p.name, caption))

@@ -143,17 +143,18 @@ def score_histograms(scores: pd.DataFrame, best: dict[str, str], out: Path) -> P
     return _save(fig, out / "score_histograms.png")
 
 
-def gus_vs_budget(history: pd.DataFrame, trials: pd.DataFrame, out: Path, effect_label: str = "poison effect") \
-        -> Path:
-    """GUS on the tuning half (other attacks: their effect) vs budget spent, every trial per method,
-    with the two references; a diverged trial's curve stops where it diverged, marked at the top."""
+def gus_vs_budget(history: pd.DataFrame, trials: pd.DataFrame, out: Path, effect_label: str = "poison effect",
+                  curve_key: str = "effect", curve_label: str = "") -> Path:
+    """The attack's checkpoint figure `curve_key` (`Attack.curve_key`: Gaussian, the signed GUS of the
+    tuning half; default the effect) vs budget spent, every trial per method, with the two
+    references; a diverged trial's curve stops where it diverged, marked at the top."""
     refs = trials[trials.status == "reference"].set_index("method")
     methods = [m for m in dict.fromkeys(history.method)]
-    col = "tune_gus" if history["tune_gus"].notna().any() else "effect"  # other attacks: their effect
+    col = curve_key if curve_key in history and history[curve_key].notna().any() else "effect"
     diverged = set(trials[trials.get("diverged", pd.Series(False, index=trials.index)).fillna(False)
                           .astype(bool)].trial_id)
     fig, axes = _grid(max(1, len(methods)), "budget spent (fraction of θ_initial's training compute)",
-                      "GUS (tuning half)" if col == "tune_gus" else effect_label)
+                      curve_label if col == curve_key and curve_label else effect_label)
     for ax, m in zip(axes, methods):
         h = history[history.method == m]
         best = trials[(trials.method == m) & trials.is_best.astype(bool)].trial_id.tolist()
@@ -205,13 +206,14 @@ def accuracy_vs_gus(trials: pd.DataFrame, floor: float, out: Path, effect_label:
     return _save(fig, out / "accuracy_vs_gus.png")
 
 
-def mia_vs_gus(verdict: pd.DataFrame, out: Path) -> Path:
-    """TPR at 1 % FPR: the loss-threshold MIA next to the Gaussian test (holdout half), per method."""
-    v = verdict[verdict.holdout_tpr_two.notna()]
+def mia_vs_gus(verdict: pd.DataFrame, out: Path, column: str, label: str) -> Path:
+    """TPR at 1 % FPR: the loss-threshold MIA next to the attack's own per-sample test (`column`
+    of the verdict table, `Attack.tpr_column`), per method."""
+    v = verdict[verdict[column].notna()] if column in verdict else verdict.iloc[:0]
     x = np.arange(len(v))
     fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(v) + 2), 3.2), layout="constrained")
     ax.bar(x - 0.2, v.mia_tpr.astype(float), 0.4, label="loss-threshold MIA")
-    ax.bar(x + 0.2, v.holdout_tpr_two.astype(float), 0.4, label="Gaussian test (|I| > 2.576)")
+    ax.bar(x + 0.2, v[column].astype(float), 0.4, label=label)
     ax.axhline(0.01, color="k", lw=0.8, ls="--", label="FPR = 1 %")
     ax.set_xticks(x, v.method, rotation=30, fontsize=8)
     ax.set_ylabel("TPR at 1 % FPR")

@@ -74,11 +74,11 @@ def rerun_best(meta: dict, trials: pd.DataFrame, n_seeds: int, n_scenarios: int,
     next to that scenario's θ_initial and θ_retrain."""
     from dataclasses import replace
 
-    from ..artifacts import LocalStore, read_manifest
+    from ..artifacts import open_store, read_manifest
     from ..config import scenario_from_dict
     from ..scenario import Scenario, prepare, store_key
 
-    store = LocalStore(meta["store"])
+    store = open_store(meta["store"])
     base = scenario_from_dict(read_manifest(store.open_dir(store_key(meta["scenario"])))["config"])
     best = best_rows(trials)
     s0 = int(meta["config"]["seed"])
@@ -103,26 +103,34 @@ def rerun_best(meta: dict, trials: pd.DataFrame, n_seeds: int, n_scenarios: int,
     return pd.DataFrame(rows)
 
 
-def _rerun(scen, r: pd.Series, method: str, meta: dict, seed: int, log) -> dict:
+def best_hparams(r: pd.Series) -> dict:
+    """A trial row's hyperparameters (the hp_ columns) as plain values."""
+    return {k[3:]: (v.item() if hasattr(v, "item") else v) for k, v in r.items()
+            if k.startswith("hp_") and not _missing(v)}
+
+
+def _rerun(scen, r: pd.Series, method: str, meta: dict, seed: int, log, budget: float | None = None,
+           keep_model: bool = False) -> dict:
+    """One run of the configuration in row `r`; budget: the sweep's cap x the row's cap_share unless
+    given (the budget curve, raysweep/curve/, passes its own); keep_model: the unlearned model too,
+    under "model" (raysweep/explain/ measures it)."""
     from ..unlearn.session import unlearn_scenario
 
     # the method's own Hyper validates and converts (3.0 -> 3 for integer fields)
-    hp = {k[3:]: (v.item() if hasattr(v, "item") else v) for k, v in r.items()
-          if k.startswith("hp_") and not _missing(v)}
-    share = r.get("cap_share")
-    budget = float(meta["config"]["budget"]) * (1.0 if _missing(share) else float(share))
+    hp = best_hparams(r)
+    if budget is None:
+        share = r.get("cap_share")
+        budget = float(meta["config"]["budget"]) * (1.0 if _missing(share) else float(share))
     log(f"[report] {method}: seed {seed} on scenario {scen.hash}")
     res = unlearn_scenario(scen, method, budget, hp, seed)
-    return {**_evaluated(scen, res.model), "budget_spent": res.budget_spent, "diverged": res.diverged}
+    return {**_evaluated(scen, res.model), "budget_spent": res.budget_spent, "diverged": res.diverged,
+            "unlearn_wall_s": res.wall_s, **({"model": res.model} if keep_model else {})}
 
 
 def _evaluated(scen, model) -> dict:
-    from ..scenario import public
-
-    m = scen.evaluate(model)
-    out = public(m)
-    if "_scores" in m:
-        out["scores"] = [round(float(v), 5) for v in m["_scores"][scen.holdout_rows.long()]]
+    out, scores = scen.scored(model)
+    if scores:
+        out["scores"] = scen.holdout_scores(scores)["scores"]
     return out
 
 

@@ -22,18 +22,22 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from .. import defaults as D
 from ..attacks import ATTACKS
 from .seeds import best_rows, collect_runs
 
-DEFAULT_MARGIN = 0.5   # δ: docs/verdict.md ("The equivalence margin") gives the pilot behind it
+DEFAULT_MARGIN = D.MARGIN  # δ: docs/verdict.md ("The equivalence margin") gives the pilot behind it
 OUTCOMES = ("fails", "removes", "inconclusive")
 # verdict.csv; "p" repeats p_fails for readers of earlier reports
-VERDICT_COLUMNS = ["method", "status", "config", "runs", "scenarios", "n", "effect", "effect_lo", "effect_hi",
-                   "margin", "p_fails", "p", "holm_fails", "p_removes", "holm_removes", "outcome", "n_needed",
-                   "holdout_gus", "holdout_z", "holdout_p", "holdout_tpr_two", "test_acc", "mia_tpr", "budget_spent",
-                   "asr", "asr_n", "target_success", "accuracy_kept", "verdict"]
-_METRICS = ["holdout_gus", "holdout_z", "holdout_p", "holdout_tpr_two", "test_acc", "mia_tpr", "budget_spent", "asr",
-            "asr_n", "target_success"]
+VERDICT_HEAD = ["method", "status", "config", "runs", "scenarios", "n", "effect", "effect_lo", "effect_hi",
+                "margin", "p_fails", "p", "holm_fails", "p_removes", "holm_removes", "outcome", "n_needed"]
+VERDICT_TAIL = ["test_acc", "mia_tpr", "budget_spent", "accuracy_kept", "verdict"]
+
+
+def verdict_columns(cls) -> list[str]:
+    """verdict.csv's columns: the generic ones around the attack's own (`Attack.verdict_columns`)."""
+    own = [c for c in cls.verdict_columns if c not in VERDICT_HEAD + VERDICT_TAIL]
+    return VERDICT_HEAD + own + VERDICT_TAIL
 
 
 def holm_levels(pvalues: dict[str, float], alpha: float) -> dict[str, float]:
@@ -77,10 +81,12 @@ class Judgement:
     ctx: dict = field(default_factory=dict)
 
 
-def judge(trials: pd.DataFrame, alpha: float = 0.05, tolerance: float = 0.02, attack: str = "gaussian",
+def judge(trials: pd.DataFrame, alpha: float = D.ALPHA, tolerance: float = D.TOLERANCE, attack: str | None = None,
           n_test: int | None = None, seeds: pd.DataFrame | None = None, margin: float = DEFAULT_MARGIN,
           scores: pd.DataFrame | None = None, meta: dict | None = None) -> Judgement:
     """The verdict of every method, with the evidence behind it (see the module docstring)."""
+    if attack is None:
+        raise TypeError("judge needs the sweep's attack (sweep.json: attack)")
     cls = ATTACKS.get(attack, "attack")
     refs_t = trials[trials.status == "reference"].set_index("method")
     if "retrain" not in refs_t.index:
@@ -105,7 +111,8 @@ def judge(trials: pd.DataFrame, alpha: float = 0.05, tolerance: float = 0.02, at
     ctx.update(m=m_n, initial=evidence["none"], n=evidence["none"].n)
     acc_of = {m: pd.to_numeric(g.get("test_acc"), errors="coerce").mean() for m, g in every.groupby("method")}
     floor = float(acc_of.get("retrain", float("nan"))) - tolerance
-    rows = [_row(r, "reference", "θ_initial" if r == "none" else "θ_retrain", refs_t.loc[r] if r in refs_t.index
+    shown = [c for c in verdict_columns(cls) if c not in VERDICT_HEAD]
+    rows = [_row(shown, r, "reference", "θ_initial" if r == "none" else "θ_retrain", refs_t.loc[r] if r in refs_t.index
                  else pd.Series(dtype=object), evidence[r], verdict="reference", test_acc=acc_of.get(r))
             for r in ("none", "retrain")]
     for m in methods:
@@ -121,15 +128,15 @@ def judge(trials: pd.DataFrame, alpha: float = 0.05, tolerance: float = 0.02, at
         verdict = _verdict(cls, ev, outcome, need, kept, both=bool(rej_f.get(m) and rej_r.get(m)))
         if bool(r.get("diverged")):
             verdict += " (diverged)"
-        rows.append(_row(m, "tuned", _config(r), r, ev, outcome=outcome, n_needed=need, accuracy_kept=kept,
+        rows.append(_row(shown, m, "tuned", _config(r), r, ev, outcome=outcome, n_needed=need, accuracy_kept=kept,
                          holm_fails=lev_f.get(m), holm_removes=lev_r.get(m), verdict=verdict, test_acc=acc))
-    return Judgement(pd.DataFrame(rows, columns=VERDICT_COLUMNS), evidence, runs, m_n, ctx)
+    return Judgement(pd.DataFrame(rows, columns=verdict_columns(cls)), evidence, runs, m_n, ctx)
 
 
-def _row(method, status, config, r: pd.Series, ev, **extra) -> dict:
+def _row(shown: list[str], method, status, config, r: pd.Series, ev, **extra) -> dict:
     return {"method": method, "status": status, "config": config, "runs": ev.runs, "scenarios": ev.scenarios,
             "n": ev.n, "effect": ev.effect, "effect_lo": ev.lo, "effect_hi": ev.hi, "margin": ev.margin,
-            "p_fails": ev.p_fails, "p": ev.p_fails, "p_removes": ev.p_removes, **{c: r.get(c) for c in _METRICS},
+            "p_fails": ev.p_fails, "p": ev.p_fails, "p_removes": ev.p_removes, **{c: r.get(c) for c in shown},
             **extra}  # test_acc: the mean over the runs (the accuracy condition's); the rest: the best trial's
 
 
@@ -148,7 +155,8 @@ def _verdict(cls, ev, outcome: str, need, kept, both: bool) -> str:
     return "inconclusive: " + (ev.note + "; " if ev.note and ev.effect is None else "") + cls.advice(ev, need)
 
 
-def verdict_table(trials: pd.DataFrame, alpha: float = 0.05, tolerance: float = 0.02, attack: str = "gaussian",
+def verdict_table(trials: pd.DataFrame, alpha: float = D.ALPHA, tolerance: float = D.TOLERANCE,
+                  attack: str | None = None,
                   n_test: int | None = None, seeds: pd.DataFrame | None = None, margin: float = DEFAULT_MARGIN,
                   scores: pd.DataFrame | None = None, meta: dict | None = None) -> pd.DataFrame:
     """One row per reference (none, retrain) and per method; `judge` with the evidence."""

@@ -70,8 +70,10 @@ def trial_ledger(root: str | Path, method_of):
             self._update(trial, errors=lambda e: e["errors"] + [_last_error_line(err)])  # its restart counts
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            final = bool((trial.last_result or {}).get("final"))
-            self._update(trial, status="finished" if final else "stopped", ended=time.time())
+            last = trial.last_result or {}
+            self._update(trial, status="finished" if last.get("final") else "stopped", ended=time.time(),
+                         eval_s=float(last.get("eval_s") or 0.0),  # the sweep's utilisation reads these
+                         trial_s=float(last.get("trial_wall_s") or last.get("time_total_s") or 0.0))
 
         def on_trial_error(self, iteration, trials, trial, **info):
             err = str(getattr(trial, "error_file", "") or "")

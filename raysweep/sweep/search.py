@@ -17,8 +17,9 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..artifacts import atomic_write_text
+from ..artifacts import Store, atomic_write_text, open_store
 from ..errors import RaysweepError
+from ..registry import loaded_plugins
 from ..scenario import Scenario, derive_seed, versions
 from ..unlearn import METHODS
 from .dispatch import MethodDispatchScheduler, MethodDispatchSearch
@@ -59,7 +60,7 @@ def search_seed(seed: int, method: str) -> int:
     return derive_seed(seed, f"search:{method}")
 
 
-def run_sweep(scen: Scenario, cfg: SweepConfig, store_root: str, resume: bool = False,
+def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool = False,
               device: str = "cpu", data_dir: str | None = None, auto_name: bool = False) -> tuple[Path, bool]:
     """Run (or resume) the sweep. Returns (its directory, complete). Ctrl-C leaves it resumable.
     Everything is checked (spaces, resources, name) before the sweep directory is created."""
@@ -70,6 +71,7 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store_root: str, resume: bool = 
     from .trackers import mlflow_callback, open_optuna_storage
 
     cfg.check()
+    store = open_store(store)
     spaces = {m: load_space(m, cfg.spaces_dir) for m in cfg.methods}  # validated before anything runs
     res = resources(cfg)
     if resume:
@@ -81,7 +83,7 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store_root: str, resume: bool = 
     floor = retrain["val_acc"] - cfg.tolerance
     meta = {"scenario": scen.hash, "holdout_rows": scen.holdout_rows.tolist(),
             "attack": scen.cfg.attack, "attack_metric": scen.attack.metric, "n_test": len(scen.data.test),
-            "reference_scores": reference_scores(scen), "scenario_name": scen.cfg.name, "store": store_root,
+            "reference_scores": reference_scores(scen), "scenario_name": scen.cfg.name, "store": store.uri,
             "floor": floor, "references": {"none": scen.manifest["metrics"]["initial"], "retrain": retrain},
             "train_compute": scen.train_compute, "k": scen.poisoned.k, "layout": EXPERIMENT,
             "spaces": {m: {"params": {n: {k: a} for n, (k, a) in s.params.items()}, "fixed": s.fixed,
@@ -93,7 +95,7 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store_root: str, resume: bool = 
         storage = open_optuna_storage(cfg.optuna_storage, cfg.name, cfg.methods, resume)
     root = sweep_dir(cfg) if resume else claim_sweep_dir(cfg, auto_name)  # the name is final from here
     if not resume:
-        meta = {"name": cfg.name, **meta, "config": {k: v for k, v in asdict(cfg).items() if k != "fault"}}
+        meta = {"name": cfg.name, **meta, "config": asdict(cfg)}
         atomic_write_text(root / "sweep.json", json.dumps(meta, indent=2, default=str))
 
     threads = max(1, int(math.floor(cfg.cpus_per_trial)))
@@ -102,8 +104,8 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store_root: str, resume: bool = 
     specs = {m: TrialSpec(method=m, budget=cfg.budget, floor=floor, seed=cfg.seed, fixed=dict(spaces[m].fixed),
                           checkpoint_every=cfg.checkpoint_every, threads=threads,
                           device="cuda" if res["gpu"] > 0 else "cpu", bundle=bundle,
-                          store_root=None if use_bundle else store_root, scenario_hash=scen.hash,
-                          data_dir=data_dir, sweep_root=str(root), fault=cfg.fault)
+                          store=None if use_bundle else store, scenario_hash=scen.hash,
+                          data_dir=data_dir, sweep_root=str(root), plugins=loaded_plugins())
              for m in cfg.methods}
     trainable = tune.with_resources(tune.with_parameters(unlearn_trial, specs=specs), res)
     path = root / EXPERIMENT
@@ -121,11 +123,12 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store_root: str, resume: bool = 
     t0, wall0 = time.perf_counter(), time.time()
     try:
         grid = tuner.fit()
-        cut = _unfinished(grid) or len(grid) < cfg.trials * len(cfg.methods)
+        cut = len(grid) < cfg.trials * len(cfg.methods)
     except KeyboardInterrupt:
         cut = True
     wall = time.perf_counter() - t0
     ledger = read_ledger(root)
+    cut = cut or any(e["status"] == "running" for e in ledger.values())  # an interrupted fit left it so
     for m in cfg.methods:
         ended = [e for e in ledger.values() if e["method"] == m]
         counts = {s: sum(e["status"] == s for e in ended) for s in ("finished", "stopped", "errored")}
@@ -149,17 +152,10 @@ def utilisation(root: Path, ledger: dict, slots: int, wall0: float, wall: float)
     """Busy slot-seconds (trial start to end, this session) over available slot-seconds (slots x the
     sweep's wall time), and the share of the trials' time spent in checkpoint evaluation; appended to
     utilisation.json (one entry per session: a resumed sweep adds one)."""
-    from ..results import _read_results
-
     busy = sum(min(e["ended"] or wall0 + wall, wall0 + wall) - max(e["started"] or wall0, wall0)
                for e in ledger.values() if (e.get("ended") or 0) > wall0)
-    evals = trial_s = 0.0
-    for f in (root / EXPERIMENT).glob("*/result.json"):
-        rows = _read_results(f.parent)
-        final = next((r for r in reversed(rows) if r.get("final")), None)
-        last = final or (rows[-1] if rows else {})
-        evals += float(last.get("eval_s") or 0.0)
-        trial_s += float(last.get("trial_wall_s") or last.get("time_total_s") or 0.0)
+    evals = sum(float(e.get("eval_s") or 0.0) for e in ledger.values())
+    trial_s = sum(float(e.get("trial_s") or 0.0) for e in ledger.values())
     entry = {"started": wall0, "wall_s": round(wall, 2), "slots": slots, "busy_slot_s": round(busy, 2),
              "available_slot_s": round(slots * wall, 2), "busy_share": busy / (slots * wall) if wall else 0.0,
              "eval_s": round(evals, 2), "trial_s": round(trial_s, 2), "eval_share": evals / trial_s if trial_s else 0.0}
@@ -173,25 +169,15 @@ def reference_scores(scen: Scenario) -> dict:
     """Per-sample GUS scores of θ_initial and θ_retrain (all k poisons) and their fresh-noise controls."""
     out = {}
     for ref, which in (("none", "initial"), ("retrain", "retrain")):
-        m = scen.evaluate(scen.new_model(which), parts=("all",), full=False)
-        if "_scores" in m:
-            out[ref] = {"scores": [round(float(v), 5) for v in m["_scores"]],
-                        "control": [round(float(v), 5) for v in m["_control_scores"]]}
+        _, scores = scen.scored(scen.new_model(which), parts=("all",), full=False)
+        if scores:
+            out[ref] = {k: [round(float(v), 5) for v in scores[k]] for k in ("scores", "control")}
     return out
 
 
-def _unfinished(grid) -> bool:
-    """Trials that neither finished, errored nor were stopped by the scheduler (an interrupted fit)."""
-    try:
-        states = [t.status for t in grid._experiment_analysis.trials]  # noqa: SLF001
-    except AttributeError:
-        return False
-    return any(s in ("PENDING", "RUNNING", "PAUSED") for s in states)
-
-
-def _new_tuner(tune, trainable, spaces, cfg: SweepConfig, root: Path, callbacks: list, storage, slots: int):
+def make_searchers(spaces: dict, cfg: SweepConfig, storage=None) -> dict:
+    """One seeded Optuna (TPE) search per method; a method's seed depends on its own name only."""
     import optuna
-    from ray.tune.schedulers import ASHAScheduler
 
     from .trackers import StoredOptunaSearch, optuna_study_kwargs
 
@@ -202,6 +188,14 @@ def _new_tuner(tune, trainable, spaces, cfg: SweepConfig, root: Path, callbacks:
         searchers[m] = StoredOptunaSearch(space=space.optuna(), metric=metric, mode=mode,
                                           sampler=optuna.samplers.TPESampler(seed=search_seed(cfg.seed, m)),
                                           points_to_evaluate=space.warm_start or None, **study)
+    return searchers
+
+
+def _new_tuner(tune, trainable, spaces, cfg: SweepConfig, root: Path, callbacks: list, storage, slots: int):
+    from ray.tune.schedulers import ASHAScheduler
+
+    metric, mode = (["effect", "val_acc"], ["min", "max"]) if cfg.multi_objective else ("objective", "min")
+    searchers = make_searchers(spaces, cfg, storage)
     search = MethodDispatchSearch(searchers, {m: cfg.trials for m in cfg.methods})
     scheduler = None
     if not cfg.multi_objective:  # a one-shot method (SSD) has no budget axis to stop on: no ASHA

@@ -10,16 +10,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import defaults as D
+from ..defaults import RAY_ENV
 from ..errors import ConfigError, check_number
 from ..unlearn import METHODS
-from . import RAY_ENV
 
 
 @dataclass
 class SweepConfig:
     methods: list[str]
-    trials: int = 8                  # trials per method
-    budget: float = 0.1              # cap per trial, fraction of θ_initial's training compute
+    trials: int = D.TRIALS           # trials per method
+    budget: float = D.BUDGET         # cap per trial, fraction of θ_initial's training compute
     name: str = ""
     storage_path: str = ""           # where sweeps live (absolute path or URI); default <store>/sweeps
     address: str | None = None       # an existing Ray cluster ("auto", "ray://..."); None: start a local one
@@ -27,17 +28,16 @@ class SweepConfig:
     gpus_per_trial: float | None = None   # None: 0 without GPUs; 1/4 of a card with GPUs (4 trials per card)
     max_concurrent: int = 0          # 0: as many as the resources allow
     multi_objective: bool = False    # search (|GUS_tune|, val_acc) and mark the Pareto set
-    tolerance: float = 0.02          # accuracy floor = θ_retrain val_acc - tolerance
+    tolerance: float = D.TOLERANCE   # accuracy floor = θ_retrain val_acc - tolerance
     seed: int = 0
-    checkpoint_every: float = 0.25   # evaluate, report (and let ASHA judge) every this share of a trial's budget
-    asha_grace: float = 0.25         # ASHA: the share of the budget a trial runs before it may be stopped
+    checkpoint_every: float = D.CHECKPOINT_EVERY  # evaluate and report (ASHA judges) every this share of the budget
+    asha_grace: float = D.ASHA_GRACE  # ASHA: the share of the budget a trial runs before it may be stopped
     max_failures: int = 1            # retries of a trial that raises
     spaces_dir: str | None = None
     reuse_actors: bool = True
     device: str = "auto"             # cpu: trials never take a GPU, whatever the cluster has
     optuna_storage: str | None = None  # keep each method's Optuna study there (sqlite:///sweeps.db, ...)
     mlflow: str | None = None        # log every trial to this MLflow tracking URI (a folder or a server)
-    fault: dict | None = None        # tests only (see trainable.TrialSpec.fault)
 
     def check(self) -> "SweepConfig":
         from ..config import check_name
@@ -50,7 +50,7 @@ class SweepConfig:
         if len(set(self.methods)) != len(self.methods):
             raise ConfigError("methods", ",".join(self.methods), "each method once")
         check_number("trials", self.trials, lo=1, integer=True)
-        check_number("budget", self.budget, lo=0, hi=1, lo_open=True, what="a fraction of the training compute")
+        D.check_budget(self.budget)
         check_number("cpus_per_trial", self.cpus_per_trial, lo=0, lo_open=True)
         if self.gpus_per_trial is not None:
             check_number("gpus_per_trial", self.gpus_per_trial, lo=0)
@@ -59,7 +59,7 @@ class SweepConfig:
         check_number("max_concurrent", self.max_concurrent, lo=0, integer=True, what="0: as many as resources allow")
         check_number("max_failures", self.max_failures, lo=0, integer=True)
         check_number("checkpoint_every", self.checkpoint_every, lo=0, hi=1, lo_open=True, what="a share of the budget")
-        check_number("tolerance", self.tolerance, lo=0, hi=1, hi_open=True, what="an accuracy difference")
+        D.check_tolerance(self.tolerance)
         check_number("seed", self.seed, lo=0, integer=True)
         check_number("asha_grace", self.asha_grace, lo=0, hi=1, lo_open=True, what="a share of the budget")
         return self

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from ..config import load_yaml
 from ..errors import ConfigError
 from ..unlearn import METHODS
 
@@ -134,13 +135,25 @@ def parse_space(doc: dict, source: str, method: str | None = None) -> SearchSpac
     return space
 
 
+def space_path(method: str, directory: str | Path | None = None) -> Path:
+    """Where a method's space is read: `directory` (--spaces-dir) if it has <method>.yaml, else the
+    repository's search_spaces/, else beside the module that registered the method (a plug-in's
+    <module>.yaml)."""
+    import inspect
+
+    cls = METHODS.get(method, "method")
+    tried = [Path(directory) / f"{method}.yaml"] if directory else []
+    tried += [default_dir() / f"{method}.yaml", Path(inspect.getfile(cls)).with_suffix(".yaml")]
+    found = next((p for p in tried if p.is_file()), None)
+    if found is None:
+        raise ConfigError("search space", str(tried[0]), "a YAML file: " + ", ".join(str(p) for p in tried))
+    return found
+
+
 def load_space(method: str, directory: str | Path | None = None) -> SearchSpace:
-    path = Path(directory or default_dir()) / f"{method}.yaml"
-    METHODS.get(method, "method")
-    if not path.is_file():
-        raise ConfigError("search space", str(path), f"a YAML file search_spaces/{method}.yaml")
+    path = space_path(method, directory)
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = load_yaml(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError("search space", str(path), f"valid YAML ({e})".replace("\n", " ")) from e
     return parse_space(doc, str(path), method)

@@ -6,9 +6,11 @@ through the trial config. Each worker process keeps the assembled scenario, so r
 (`reuse_actors=True`) skip even that.
 
 Each budget checkpoint reports: budget_spent (fraction of θ_initial's training compute), step
-(checkpoints of the sweep cap, ASHA's time axis), val_acc, tune_gus, tune_z, abs_tune_gus,
-objective, diverged. The last report (final=True) adds the verdict evidence: the held-out half of
-the poisons (holdout_*), all poisons, test accuracy, MIA, forget-set figures.
+(checkpoints of the sweep cap, ASHA's time axis), val_acc, effect (the attack's, `Attack.effect`),
+the attack's own checkpoint figures (`Attack.checkpoint_keys`), objective, diverged. The last
+report (final=True) adds everything `Scenario.evaluate` gives: the verdict evidence (test accuracy,
+MIA, forget-set figures, the attack's own metrics, and for noise attacks the GUS figures of all
+poisons and of each half, with the held-out half's per-poison scores).
 """
 from __future__ import annotations
 
@@ -16,11 +18,12 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
-from ..scenario import Scenario, public
+from ..artifacts import Store
+from ..registry import load_plugins
+from ..scenario import Scenario
 from ..unlearn.session import unlearn_scenario
 from .ledger import record_final, replay_final
 from .objective import DIVERGED, objective
@@ -39,11 +42,11 @@ class TrialSpec:
     threads: int = 1
     device: str = "cpu"
     bundle: dict | None = None      # {"manifest", "tensors"}: the artifact, through the object store
-    store_root: str | None = None   # ... or a shared store path (cluster)
+    store: Store | None = None      # ... or the shared store (cluster) it is read from
     scenario_hash: str = ""
     data_dir: str | None = None
     sweep_root: str | None = None   # the sweep directory (its done/ markers make a finished trial replayable)
-    fault: dict | None = None       # tests only: {"method", "times", "dir"} raise the first `times` attempts
+    plugins: str = ""               # the driver's plug-ins ($RAYSWEEP_PLUGINS form), loaded by each trial first
 
 
 def load_scenario_for_trial(spec: TrialSpec) -> Scenario:
@@ -53,23 +56,10 @@ def load_scenario_for_trial(spec: TrialSpec) -> Scenario:
         if spec.bundle is not None:
             scen = Scenario.from_bundle(spec.bundle, device, spec.data_dir)
         else:
-            from ..artifacts import LocalStore
-
-            scen = Scenario.load(LocalStore(spec.store_root), spec.scenario_hash, device, spec.data_dir)
+            scen = Scenario.load(spec.store, spec.scenario_hash, device, spec.data_dir)
         _SCENARIOS.clear()
         _SCENARIOS[spec.scenario_hash] = scen
     return scen
-
-
-def _inject_fault(spec: TrialSpec, trial_id: str) -> None:
-    f = spec.fault
-    if not f or f.get("method") != spec.method:
-        return
-    marker = Path(f["dir"]) / f"attempts-{trial_id}"
-    n = int(marker.read_text()) + 1 if marker.exists() else 1
-    marker.write_text(str(n))
-    if n <= int(f.get("times", 1)):
-        raise RuntimeError(f"injected fault (attempt {n}) for trial {trial_id}")
 
 
 def unlearn_trial(config: dict, specs: dict[str, TrialSpec]) -> None:
@@ -79,12 +69,12 @@ def unlearn_trial(config: dict, specs: dict[str, TrialSpec]) -> None:
 
     config = dict(config)
     spec = specs[config.pop("method")]
+    load_plugins(spec.plugins)  # a plug-in method or attack registers itself in this worker too
     ctx = tune.get_context()
     done = replay_final(spec.sweep_root, ctx.get_trial_id())
     if done is not None:  # finished before its driver was killed: report the same result, run nothing
         tune.report({**done, "replayed": True})
         return
-    _inject_fault(spec, ctx.get_trial_id())
     torch.set_num_threads(max(1, spec.threads))
     t0 = time.perf_counter()
     attempt = round(time.time(), 3)  # tells this attempt's reports from an earlier, failed attempt's
@@ -96,22 +86,18 @@ def unlearn_trial(config: dict, specs: dict[str, TrialSpec]) -> None:
     node = _node_id()
 
     refs = {"none": scen.manifest["metrics"]["initial"], "retrain": scen.manifest["metrics"]["retrain"]}
-    gaussian = scen.poisoned.noise is not None
-    parts = ("tune",) if gaussian else ()
-
+    attack = scen.attack
     eval_s = [0.0]  # time spent in checkpoint evaluations (reported: the sweep's evaluation share)
 
     def on_checkpoint(model, info):
         if info["cap_used"] >= 1 - 1e-9:
             return False  # the final report, with the verdict evidence, follows at once
         t = time.perf_counter()
-        m = scen.evaluate(model, parts=parts, full=False)
+        m = scen.evaluate(model, parts=("tune",), full=False)  # GUS of the tuning half, where noise was the attack
         eval_s[0] += time.perf_counter() - t
-        eff = scen.attack.effect(m, refs)
-        extra = {"tune_gus": m["tune_gus"], "tune_z": m["tune_z"], "abs_tune_gus": eff} if gaussian else \
-            {k: m[k] for k in m if k.startswith("target_")}
+        eff = attack.effect(m, refs)
         tune.report({"budget_spent": info["budget_spent"], "step": max(1, round(info["spent"] / cap_step)),
-                     "val_acc": m["val_acc"], **extra, "effect": eff,
+                     "val_acc": m["val_acc"], **{k: m[k] for k in attack.checkpoint_keys if k in m}, "effect": eff,
                      "objective": objective(eff, m["val_acc"], spec.floor),
                      "diverged": False, "final": False, "node_id": node, "attempt": attempt,
                      "method": spec.method, "eval_s": eval_s[0]})
@@ -119,19 +105,16 @@ def unlearn_trial(config: dict, specs: dict[str, TrialSpec]) -> None:
 
     res = unlearn_scenario(scen, spec.method, budget, params, spec.seed, on_checkpoint, spec.checkpoint_every)
     t = time.perf_counter()
-    full = scen.evaluate(res.model, parts=("all", "tune", "holdout") if gaussian else ())
+    final, scores = scen.scored(res.model)
     final_eval_s = time.perf_counter() - t
-    final = public(full)
-    if "_scores" in full:  # per-sample scores of the held-out half, for the report's histograms
-        rows = scen.holdout_rows.long()
-        final["holdout_scores"] = [round(float(v), 5) for v in full["_scores"][rows]]
-        final["holdout_control_scores"] = [round(float(v), 5) for v in full["_control_scores"][rows]]
-    eff = scen.attack.effect(final, refs)
+    held = scen.holdout_scores(scores)  # per-poison scores of the held-out half: histograms and the verdict
+    if held:
+        final["holdout_scores"], final["holdout_control_scores"] = held["scores"], held["control"]
+    eff = attack.effect(final, refs)
     obj = objective(eff, final["val_acc"], spec.floor, res.diverged)
     final = {k: (v if not (isinstance(v, float) and math.isnan(v)) else None) for k, v in final.items()}
     report = {**final, "budget_spent": res.budget_spent,
               "step": max(1, math.ceil(res.spent / cap_step - 1e-9)) if cap_step else 1,
-              **({"abs_tune_gus": eff if not res.diverged else DIVERGED} if gaussian else {}),
               "effect": eff if not res.diverged else DIVERGED, "objective": obj,
               "diverged": res.diverged, "final": True, "steps": res.steps, "unlearn_wall_s": res.wall_s,
               "trial_wall_s": time.perf_counter() - t0, "node_id": node, "pid": os.getpid(),

@@ -6,16 +6,12 @@
 from ..registry import Registry
 from .base import FORWARD_COST, Budget, Hyper, Unlearner, UnlearnResult, run_unlearning
 
-METHODS: Registry = Registry("method")
-
-from . import cfk, euk, ga, gd, neggrad_plus, ngd, scrub, ssd  # noqa: E402,F401
-
-REFERENCES = ("none", "retrain")  # θ_initial and θ_retrain: the two reference rows of every result
+METHODS: Registry = Registry("method", __name__)  # every module here that registers a method
 
 
 def get_method(name: str) -> Unlearner:
     return METHODS.get(name, "method")()
 
 
-__all__ = ["METHODS", "REFERENCES", "Budget", "FORWARD_COST", "Hyper", "Unlearner", "UnlearnResult",
+__all__ = ["METHODS", "Budget", "FORWARD_COST", "Hyper", "Unlearner", "UnlearnResult",
            "get_method", "run_unlearning"]

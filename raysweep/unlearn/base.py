@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.base import Split
+from ..defaults import check_budget
 from ..errors import ConfigError
 
 FORWARD_COST = 1.0 / 3.0
@@ -219,8 +220,8 @@ def run_unlearning(method: Unlearner, model: torch.nn.Module, forget: Split, ret
     of the cap is spent (info: spent, budget_spent, cap_used, step, loss); returning True stops.
     A non-finite loss or parameter stops the run, restores the last good checkpoint and flags
     `diverged`."""
-    if not (isinstance(budget_fraction, (int, float)) and 0 <= budget_fraction <= 1):
-        raise ConfigError("budget", budget_fraction, "a fraction of the training compute in [0, 1]")
+    if budget_fraction != 0:  # 0: θ_initial itself (nothing spent)
+        check_budget(budget_fraction)
     if not 0 < checkpoint_every <= 1:
         raise ConfigError("checkpoint_every", checkpoint_every, "a fraction in (0, 1]")
     hp = hparams if dataclasses.is_dataclass(hparams) else method.hyper(hparams)
@@ -234,10 +235,8 @@ def run_unlearning(method: Unlearner, model: torch.nn.Module, forget: Split, ret
         method.setup(ctx)
         good = copy.deepcopy(model.state_dict())
         next_mark = [checkpoint_every]
-        last_loss = [float("nan")]
 
         def on_step(loss: float) -> bool:
-            last_loss[0] = loss
             used = budget.spent / budget.cap
             if used + 1e-12 < next_mark[0]:
                 return False

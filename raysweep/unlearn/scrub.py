@@ -38,12 +38,11 @@ class Scrub(Unlearner):
         teacher = copy.deepcopy(ctx.model).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
-        ctx.state.update(teacher=teacher, phase=[])
+        ctx.state["teacher"] = teacher
         bs = ctx.hp.batch_size
         max_steps = -(-len(ctx.forget) // bs)
         # the schedule of one round, repeated: "max" steps then "min" steps
         ctx.state["round"] = ["max"] * max_steps + ["min"] * ctx.hp.min_steps
-        ctx.state["min_round"] = ["min"] * ctx.hp.min_steps
 
     def _phase(self, ctx, step):
         first = len(ctx.state["round"]) * ctx.hp.max_rounds

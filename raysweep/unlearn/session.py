@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from ..scenario import Scenario, public
+from ..scenario import Scenario
 from . import METHODS, run_unlearning
 
 
@@ -17,7 +17,7 @@ def unlearn_scenario(scen: Scenario, method: str, budget: float, hparams: dict |
 
 
 def result_row(scen: Scenario, method: str, res, metrics: dict) -> dict:
-    return {"method": method, **public(metrics), "budget_spent": res.budget_spent, "budget_cap": res.cap /
+    return {"method": method, **metrics, "budget_spent": res.budget_spent, "budget_cap": res.cap /
             scen.train_compute, "spent_sample_grads": res.spent, "steps": res.steps, "diverged": res.diverged,
             "wall_s": res.wall_s, "hparams": res.hparams}
 

@@ -1,0 +1,38 @@
+"""Run defaults and their valid ranges, in one place: every command, config and function reads them here.
+
+Where a default comes from: docs/decisions.md (scenario), docs/sweep.md (search), docs/verdict.md
+(margin, level), docs/performance.md (checkpoint spacing).
+"""
+from __future__ import annotations
+
+from .errors import check_number
+
+BUDGET = 0.1            # unlearning compute cap, a fraction of θ_initial's training compute
+TRIALS = 8              # trials per method in `raysweep sweep`
+DEMO_TRIALS = 3         # trials per method in `raysweep demo` (README: its measured time)
+TOLERANCE = 0.02        # accuracy floor: θ_retrain's accuracy minus this
+ALPHA = 0.05            # family-wise level of the verdict's tests
+MARGIN = 0.5            # δ: "removes" = effect shown below δ x θ_initial's (docs/verdict.md)
+CHECKPOINT_EVERY = 0.25  # a sweep trial evaluates and reports every this share of its budget
+ASHA_GRACE = 0.25       # the share of the budget a trial runs before ASHA may stop it
+CURVE_BUDGETS = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0)  # `raysweep curve`: up to retraining's compute
+
+# Ray, wherever raysweep starts or joins it: no usage stats, no token auth on a private loopback instance
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def check_budget(value, field: str = "budget") -> float:
+    """The one valid range of a budget: (0, 1], a fraction of θ_initial's training compute."""
+    return check_number(field, value, lo=0, hi=1, lo_open=True, what="a fraction of θ_initial's training compute")
+
+
+def check_alpha(value, field: str = "alpha") -> float:
+    return check_number(field, value, lo=0, hi=1, lo_open=True, hi_open=True, what="a significance level")
+
+
+def check_tolerance(value, field: str = "tolerance") -> float:
+    return check_number(field, value, lo=0, hi=1, what="accuracy points below θ_retrain's, as a fraction")
+
+
+def check_margin(value, field: str = "margin") -> float:
+    return check_number(field, value, lo=0, hi=1, lo_open=True, what="a share of θ_initial's effect")

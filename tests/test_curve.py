@@ -1,0 +1,169 @@
+"""The budget curve (raysweep curve): argument checks, the summary's smallest budget on a constructed
+verdict table, and a real curve of a tiny sweep (gd, ga; budgets 0.02, 0.05; 2 seeds): its tables,
+resumption, figure and report section."""
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from raysweep.cli import main
+from raysweep.curve.table import summary_table
+
+
+@pytest.mark.parametrize("argv, field", [
+    (["--budgets", "0.05,0.02"], "budgets"),      # not ascending
+    (["--budgets", "0.02,0.02"], "budgets"),      # twice
+    (["--budgets", "0,0.1"], "budgets"),          # 0 is θ_initial, not a budget to run
+    (["--budgets", "0.1,1.5"], "budgets"),        # more than retraining's compute
+    (["--budgets", "0.1,lots"], "budgets"),
+    (["--seeds", "0"], "seeds"),
+    (["--margin", "2"], "margin"),
+])
+def test_bad_arguments_exit_2_naming_the_field_before_anything_runs(tmp_path, capsys, argv, field):
+    code = main(["curve", str(tmp_path / "no-such-sweep"), *argv])  # the arguments fail before the sweep is read
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"raysweep: error: {field}=")
+    assert not (tmp_path / "no-such-sweep").exists()
+
+
+def _verdict(rows):
+    base = [dict(method="none", status="reference", budget=0.0, outcome=None, accuracy_kept=None, verdict="reference"),
+            dict(method="retrain", status="reference", budget=1.0, outcome=None, accuracy_kept=None,
+                 verdict="reference")]
+    return pd.DataFrame(base + [dict(method=m, status="tuned", budget=b, outcome=o, accuracy_kept=k, verdict=v)
+                                for m, b, o, k, v in rows])
+
+
+def test_the_summary_gives_the_smallest_budget_that_removes_with_accuracy_kept(tmp_path):
+    v = _verdict([
+        ("a", 0.02, "fails", True, "fails: poison remains"),
+        ("a", 0.05, "removes", False, "fails: accuracy below retrain (poison effect removed)"),  # accuracy lost
+        ("a", 0.25, "removes", True, "removes the poison"),
+        ("a", 0.1, "removes", True, "removes the poison"),     # out of order on purpose: the smallest is 0.1
+        ("b", 0.02, "fails", True, "fails: poison remains"),
+        ("b", 0.25, "inconclusive", True, "inconclusive: ~90 held-out poisons would decide (now 32)"),
+        ("c", 0.02, "inconclusive", True, "inconclusive"),
+        ("c", 0.05, "removes", True, "removes the poison"),
+    ])
+    tidy = pd.DataFrame([dict(method="retrain", budget=1.0, train_wall_s=100.0, unlearn_wall_s=None),
+                         dict(method="a", budget=0.1, train_wall_s=None, unlearn_wall_s=8.0),
+                         dict(method="a", budget=0.1, train_wall_s=None, unlearn_wall_s=12.0),
+                         dict(method="c", budget=0.05, train_wall_s=None, unlearn_wall_s=4.0)])
+    s = summary_table(v, tidy).set_index("method")
+    assert s.loc["a", "smallest_budget"] == 0.1 and s.loc["a", "removes_at"] == "0.1"
+    assert s.loc["a", "compute_vs_retrain"] == 0.1 and s.loc["a", "wall_vs_retrain"] == pytest.approx(0.10)
+    assert s.loc["a", "verdict_at_largest"] == "removes the poison" and s.loc["a", "largest_budget"] == 0.25
+    assert pd.isna(s.loc["b", "smallest_budget"]) and s.loc["b", "removes_at"] == "none up to 0.25"
+    assert pd.isna(s.loc["b", "compute_vs_retrain"]) and s.loc["b", "verdict_at_largest"].startswith("inconclusive")
+    assert s.loc["c", "removes_at"] == "0.05" and s.loc["c", "wall_vs_retrain"] == pytest.approx(0.04)
+    assert set(s.index) == {"a", "b", "c"}  # references are not methods
+    # the same from the CSV the report reads back (booleans as text, references' missing values as NaN)
+    v.to_csv(tmp_path / "v.csv", index=False)
+    again = summary_table(pd.read_csv(tmp_path / "v.csv")).set_index("method")
+    assert list(again.removes_at) == ["0.1", "none up to 0.25", "0.05"]
+
+
+@pytest.fixture(scope="module")
+def curve_run(ray_local, prepared_tiny, tmp_path_factory):
+    """A one-trial sweep of gd and ga on the tiny scenario, and its curve at 0.02 and 0.05 with 2 seeds."""
+    from raysweep.artifacts import LocalStore
+    from raysweep.config import load_scenario
+    from raysweep.scenario import Scenario
+    from raysweep.sweep.search import SweepConfig, run_sweep
+
+    root, _ = prepared_tiny
+    tmp = tmp_path_factory.mktemp("curve")
+    scen = Scenario.load(LocalStore(root), load_scenario("tiny"))
+    cfg = SweepConfig(methods=["gd", "ga"], trials=1, budget=0.05, checkpoint_every=0.5, name="cur",
+                      storage_path=str(tmp))
+    sweep, _ = run_sweep(scen, cfg, str(root))
+    argv = ["curve", str(sweep), "--budgets", "0.02,0.05", "--seeds", "2"]
+    return sweep, argv, main(argv)
+
+
+def test_the_curve_writes_one_row_per_method_budget_and_seed_plus_the_references(curve_run):
+    sweep, _, code = curve_run
+    assert code == 0
+    curve = sweep / "curve"
+    t = pd.read_parquet(curve / "curve.parquet")
+    assert len(pd.read_csv(curve / "curve.csv")) == len(t)
+    runs = t[t.status == "run"]
+    assert sorted(zip(runs.method, runs.budget, runs.seed)) == sorted(
+        (m, b, s) for m in ("gd", "ga") for b in (0.02, 0.05) for s in (1, 2))  # fresh seeds: sweep seed 0 + 1, 2
+    refs = t[t.status == "reference"].set_index("method")
+    assert refs.loc["none", "budget"] == 0.0 and refs.loc["retrain", "budget"] == 1.0 and len(refs) == 2
+    assert runs.budget_spent.between(0.9 * runs.budget, runs.budget + 1e-9).all()  # each run spent its budget
+    assert runs.holdout_gus.notna().all() and runs.test_acc.notna().all() and (runs.unlearn_wall_s > 0).all()
+    # seeds differ: two runs of one configuration at one budget are not the same run
+    gd = runs[(runs.method == "gd") & (runs.budget == 0.05)]
+    assert gd.holdout_gus.nunique() == 2
+    v = pd.read_csv(curve / "curve_verdict.csv")
+    tuned = v[v.status == "tuned"]
+    assert sorted(zip(tuned.method, tuned.budget)) == sorted((m, b) for m in ("gd", "ga") for b in (0.02, 0.05))
+    assert (tuned.runs == 2).all() and (tuned.n == 32).all()  # 2 seeds pooled over the 32 held-out poisons
+    assert set(tuned.outcome) <= {"fails", "removes", "inconclusive"}
+    s = pd.read_csv(curve / "curve_summary.csv").set_index("method")
+    # 32 held-out poisons cannot show a removal (docs/verdict.md): none up to the largest budget run
+    assert set(s.index) == {"gd", "ga"} and (s.removes_at == "none up to 0.05").all()
+
+
+def test_a_second_call_reruns_nothing_and_a_lost_cell_is_run_again(curve_run, capsys):
+    sweep, argv, _ = curve_run
+    files = sorted((sweep / "curve" / "runs").glob("*.json"))
+    assert len(files) == 8
+    before = {f.name: f.stat().st_mtime_ns for f in files}
+    capsys.readouterr()
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "8 already done (skipped), 0 to run" in err and not re.search(r"done \d+/8", err)  # no cell ran
+    assert {f.name: f.stat().st_mtime_ns for f in files} == before
+    lost = files[3]
+    lost.unlink()  # what a killed call leaves: that cell's file was never written
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "7 already done (skipped), 1 to run" in err and len(re.findall(r"done \d+/8", err)) == 1
+    assert lost.is_file() and all(f.stat().st_mtime_ns == before[f.name] for f in files if f != lost)
+    assert len(pd.read_parquet(sweep / "curve" / "curve.parquet")) == 8 + 2
+
+
+@pytest.mark.parametrize("extra, field", [(["--methods", "gd,ssd"], "methods"),          # ssd was not swept
+                                          (["--gpus-per-trial", "1"], "gpus_per_trial")])  # a CPU-only cluster
+def test_what_the_sweep_or_the_cluster_cannot_do_exits_2_before_any_run(curve_run, capsys, extra, field):
+    sweep, argv, _ = curve_run
+    before = {f.name: f.stat().st_mtime_ns for f in (sweep / "curve" / "runs").glob("*.json")}
+    capsys.readouterr()
+    assert main([*argv, *extra]) == 2
+    err = capsys.readouterr().err
+    assert f"raysweep: error: {field}=" in err and not re.search(r"done \d+/", err)
+    assert {f.name: f.stat().st_mtime_ns for f in (sweep / "curve" / "runs").glob("*.json")} == before
+
+
+def test_the_figure_shows_each_method_at_each_budget_on_a_log_axis(curve_run):
+    sweep, _, _ = curve_run
+    fig = json.loads((sweep / "curve" / "curve.json").read_text())
+    effect, acc = fig["series"]
+    for panel in (effect, acc):
+        assert panel["xscale"] == "log"
+        for m in ("gd", "ga"):
+            assert panel["series"][m]["x"] == [0.02, 0.05] and None not in panel["series"][m]["y"]
+        assert "θ_initial (budget 0: left edge)" in panel["series"]
+    assert effect["title"].startswith("held-out poison effect: GUS") and acc["title"].startswith("test accuracy")
+    assert {"gd", "ga", "θ_retrain (retraining's compute, 1.0)", "95 % CI"} <= set(fig["legend"])
+    for p in fig["panels"]:  # the θ_retrain star, the θ_initial edge marker (and the bands) are drawn
+        assert p["points"] >= 2 and p["edge_points"] == 1 and p["xlim"][1] > 1.0
+    v = pd.read_csv(sweep / "curve" / "curve_verdict.csv").set_index(["method", "budget"])
+    assert effect["series"]["gd"]["y"][1] == pytest.approx(v.loc[("gd", 0.05), "effect"])
+
+
+def test_the_report_shows_the_curve_when_present(curve_run, tmp_path):
+    from raysweep.report.build import build_report
+
+    sweep, _, _ = curve_run
+    md = build_report(sweep, tmp_path / "report", log=lambda m: None)
+    text = md.read_text()
+    assert "## Budget curve" in text and "(curve.png)" in text and "none up to 0.05" in text
+    assert text.index("## Budget curve") < text.index("## Figures")
+    grid = text[text.index("The outcome at each budget"):text.index("(curve.png)")]
+    assert "| method | budget 0.02 | budget 0.05 |" in grid and "| gd |" in grid and "| ga |" in grid
+    assert json.loads((md.parent / "curve.json").read_text())["series"][0]["series"]["ga"]["x"] == [0.02, 0.05]
