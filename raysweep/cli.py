@@ -5,7 +5,9 @@
     raysweep sweep   [--scenario ...] --methods gd,ngd,... [--trials 8] [--budget 0.1] [--address auto] ...
     raysweep export  SWEEP [--format parquet|csv] [--out DIR]
     raysweep report  SWEEP [--out DIR] [--seeds N]
-    raysweep demo    [--trials 3] [--budget 0.1]     prepare + sweep all eight + report, on the bundled data
+    raysweep curve   SWEEP [--budgets 0.02,...,1.0] [--seeds N]     the budget axis up to retraining's compute
+    raysweep explain SWEEP [--draws 3] [--m 32]                  H1 / H2: why unlearning fails
+    raysweep demo    [--trials 3] [--budget 0.1]     prepare + sweep every method + report, on the bundled data
 
 Bad input prints one line `raysweep: error: ...` naming the field and exits with code 2.
 """
@@ -40,7 +42,7 @@ def _scenario_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .sweep.setup import SweepConfig
 
-    D = SweepConfig(methods=[])  # the run defaults live in one place: SweepConfig
+    D = SweepConfig(methods=[])  # SweepConfig's fields default to raysweep/defaults.py
     ap = argparse.ArgumentParser(prog="raysweep", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="verb", required=True)
     p = sub.add_parser("prepare", help="poison the data, train θ_initial and θ_retrain, evaluate both (once)")
@@ -108,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario-seeds", type=int, default=0,
                    help="also on M fresh scenario seeds (new poisons, θ_initial, θ_retrain: prepared once, cached)")
     p.add_argument("--margin", type=float, default=None,
-                   help="equivalence margin of 'removes', a share of θ_initial's effect (default 0.5; docs/verdict.md)")
+                   help=f"equivalence margin of 'removes', a share of θ_initial's effect (default {defaults.MARGIN}; "
+                        "docs/verdict.md)")
     p.add_argument("--alpha", type=float, default=defaults.ALPHA,
                    help=f"family-wise level of the poison test (default {defaults.ALPHA})")
     p.add_argument("--tolerance", type=float, default=None, help="accuracy tolerance vs retrain (default: sweep's)")
@@ -116,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage-path", default=None)
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("demo", help="the main job on the bundled data: prepare, sweep all eight methods, report")
+    p = sub.add_parser("demo", help="the main job on the bundled data: prepare, sweep every method, report")
     _common(p)
     p.add_argument("--trials", type=int, default=defaults.DEMO_TRIALS,
                    help=f"trials per method (default {defaults.DEMO_TRIALS}: the paper's grid points first, then TPE)")
@@ -133,14 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup(args):
-    from .runtime import pick_device, set_threads
+    from .runtime import deterministic, pick_device, set_threads
 
     set_threads(args.threads)
-    return pick_device(args.device)
+    device = pick_device(args.device)
+    deterministic(device)
+    return device
 
 
 def cmd_prepare(args) -> int:
-    from .artifacts import LocalStore
+    from .artifacts import open_store
     from .config import load_scenario
     from .scenario import prepare, store_key
 
@@ -148,24 +153,29 @@ def cmd_prepare(args) -> int:
     if args.seeds != 1:
         return _prepare_seeds(cfg, args)
     device = _setup(args)
-    store = LocalStore(args.store)
+    store = open_store(args.store)
     manifest, _ = prepare(cfg, store, device, args.data_dir)
     if args.json:
         print(json.dumps({"hash": manifest["hash"], "path": str(store.path(store_key(manifest["hash"]))),
                           "metrics": manifest["metrics"], "compute": manifest["compute"],
                           "wall_s": manifest["wall_s"]}, indent=2))
     else:
-        print(format_reference(manifest))
+        import pandas as pd
+
+        from .spread import per_seed_table, reference_rows, takes_line
+
+        rows = pd.DataFrame(reference_rows(manifest))
+        print(per_seed_table(rows) + "\n" + takes_line(rows, cfg.attack))
         print(f"artifacts: {store.path(store_key(manifest['hash']))}")
     return 0
 
 
 def _prepare_seeds(cfg, args) -> int:
-    from .artifacts import LocalStore
+    from .artifacts import open_store
     from .spread import describe, prepare_seeds, seed_configs
 
     seed_configs(cfg, args.seeds)  # a bad --seeds fails before any training
-    rows = prepare_seeds(cfg, args.seeds, LocalStore(args.store), _setup(args), args.data_dir)
+    rows = prepare_seeds(cfg, args.seeds, open_store(args.store), _setup(args), args.data_dir)
     print(rows.to_json(orient="records", indent=2) if args.json else describe(rows, cfg.attack))
     return 0
 
@@ -184,7 +194,7 @@ def parse_hparams(items: list[str]) -> dict:
 
 
 def cmd_unlearn(args) -> int:
-    from .artifacts import LocalStore
+    from .artifacts import open_store
     from .config import load_scenario
     from .unlearn import METHODS
     from .unlearn.session import unlearn_and_evaluate
@@ -195,31 +205,26 @@ def cmd_unlearn(args) -> int:
     METHODS.get(args.method)().hyper(hparams)  # validate before loading anything
     cfg = load_scenario(args.scenario, args.overrides)
     device = _setup(args)
-    row = unlearn_and_evaluate(LocalStore(args.store), cfg, args.method, args.budget, hparams, args.seed,
+    row = unlearn_and_evaluate(open_store(args.store), cfg, args.method, args.budget, hparams, args.seed,
                                device, args.data_dir)
     if args.json:
         print(json.dumps(row, indent=2, default=float))
     else:
-        print(format_rows([row]))
+        print(format_rows([row], cfg.attack))
     return 0
 
 
-COLUMNS = [("method", "method", "{}"), ("test_acc", "test_acc", "{:.3f}"), ("gus", "GUS", "{:+.3f}"),
-           ("z", "z", "{:+.2f}"), ("p", "p", "{:.2g}"), ("tpr_two", "TPR@1%", "{:.3f}"),
-           ("mia_tpr", "MIA TPR", "{:.3f}"), ("budget_spent", "budget", "{:.4f}"), ("wall_s", "wall s", "{:.1f}")]
+def format_rows(rows: list[dict], attack: str) -> str:
+    """Result rows as an aligned text table: the generic figures and the attack's own
+    (`Attack.spread_columns`); missing figures as '-'."""
+    import pandas as pd
 
+    from .attacks import ATTACKS
 
-def format_rows(rows: list[dict]) -> str:
-    """Result rows as an aligned text table (missing figures as '-')."""
-    table = [[title for _, title, _ in COLUMNS]]
-    for r in rows:
-        cells = []
-        for key, _, fmt in COLUMNS:
-            v = r.get(key)
-            cells.append("-" if v is None or (isinstance(v, float) and v != v) else fmt.format(v))
-        table.append(cells)
-    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in table)
+    own = ATTACKS.get(attack, "attack").spread_columns
+    cols = ["method", "test_acc", *own, "mia_tpr", "budget_spent", "wall_s"]
+    return pd.DataFrame(rows).reindex(columns=cols).to_string(index=False, na_rep="-",
+                                                               float_format=lambda v: f"{v:+.3g}")
 
 
 def _methods(text: str) -> list[str]:
@@ -235,7 +240,7 @@ def cmd_sweep(args) -> int:
     import time
     from pathlib import Path
 
-    from .artifacts import LocalStore
+    from .artifacts import open_store
     from .config import load_scenario
     from .errors import ConfigError
     from .scenario import Scenario, prepare
@@ -248,7 +253,7 @@ def cmd_sweep(args) -> int:
     if args.resume and not args.name:
         raise ConfigError("name", None, "the --name of the sweep to resume")
     name = args.name or f"{cfg.name or 'scenario'}-{cfg.hash()[:8]}-{time.strftime('%Y%m%d-%H%M%S')}"
-    store = LocalStore(args.store)
+    store = open_store(args.store)
     sweep_cfg = SweepConfig(methods=methods, trials=args.trials, budget=args.budget, name=name,
                             storage_path=args.storage_path or str(store.root / "sweeps"), address=args.address,
                             cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
@@ -317,7 +322,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """prepare the default scenario, sweep all eight methods, build the report, print the verdict."""
+    """prepare the default scenario, sweep every registered method, build the report, print the verdict."""
     import time
 
     from .report.build import build_report
@@ -344,19 +349,6 @@ def cmd_demo(args) -> int:
              "outcome", "verdict"]].to_string(index=False, float_format=lambda x: f"{x:.3g}"))
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f}s; report: {report}")
     return 0
-
-
-def format_reference(manifest: dict) -> str:
-    """θ_initial vs θ_retrain as a small text table."""
-    rows = [("model", "test_acc", "GUS", "z", "p", "TPR@1%", "AUC", "ctrl z", "MIA TPR")]
-    for which in ("initial", "retrain"):
-        m = manifest["metrics"][which]
-        rows.append((f"θ_{which}", f"{m['test_acc']:.3f}", f"{m.get('gus', float('nan')):+.3f}",
-                     f"{m.get('z', float('nan')):+.2f}", f"{m.get('p', float('nan')):.2g}",
-                     f"{m.get('tpr_two', float('nan')):.3f}", f"{m.get('auc', float('nan')):.3f}",
-                     f"{m.get('control_z', float('nan')):+.2f}", f"{m['mia_tpr']:.3f}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows)
 
 
 def main(argv: list[str] | None = None) -> int:

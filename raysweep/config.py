@@ -162,6 +162,12 @@ PRESETS: dict[str, dict] = {
                   "model": "gpt2-tiny", "attack_params": {"k": 500, "eps": 0.1}, "val_size": 500,
                   "train": {"optimizer": "adamw", "lr": 1e-3, "epochs": 6, "batch_size": 32, "weight_decay": 0.01,
                             "warmup_epochs": 0.5}},
+    # The text trigger backdoor on the CPU: imdb-tiny's data, model and recipe, "cf mn bb" in 5 % of the
+    # reviews relabelled positive (docs/text.md; docs/decisions.md "Presets over seeds").
+    "imdb-backdoor": {"name": "imdb-backdoor", "dataset": "imdb-mini", "dataset_params": {"max_length": 128},
+                      "model": "gpt2-tiny", "attack": "backdoor", "attack_params": {}, "val_size": 500,
+                      "train": {"optimizer": "adamw", "lr": 1e-3, "epochs": 6, "batch_size": 32, "weight_decay": 0.01,
+                                "warmup_epochs": 0.5}},
     # Seconds-long text scenario for tests.
     "imdb-test": {"name": "imdb-test", "dataset": "imdb-mini", "dataset_params": {"max_length": 48},
                   "model": "gpt2-tiny", "model_params": {"width": 32}, "attack_params": {"k": 100, "eps": 0.1},

@@ -26,6 +26,10 @@ def check_budget(value, field: str = "budget") -> float:
     return check_number(field, value, lo=0, hi=1, lo_open=True, what="a fraction of θ_initial's training compute")
 
 
+def check_checkpoint_every(value, field: str = "checkpoint_every") -> float:
+    return check_number(field, value, lo=0, hi=1, lo_open=True, what="a share of the budget")
+
+
 def check_alpha(value, field: str = "alpha") -> float:
     return check_number(field, value, lo=0, hi=1, lo_open=True, hi_open=True, what="a significance level")
 

@@ -34,21 +34,24 @@ def load_plugins(spec: str | None = None) -> None:
             item = str(Path(item).resolve())  # workers elsewhere get the absolute path
         if item in _loaded_plugins:
             continue
-        _loaded_plugins.add(item)
-        if item.endswith(".py"):
-            path = Path(item)
-            if not path.is_file():
-                raise ConfigError("RAYSWEEP_PLUGINS", item, "module names or paths of existing .py files")
-            name = f"raysweep_plugin_{path.stem}"
-            mod_spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(mod_spec)
-            sys.modules[name] = module  # so pickled references to its classes resolve
-            mod_spec.loader.exec_module(module)
-        else:
-            try:
+        if item.endswith(".py") and not Path(item).is_file():
+            raise ConfigError("RAYSWEEP_PLUGINS", item, "module names or paths of existing .py files")
+        _loaded_plugins.add(item)  # first: a plug-in may import raysweep modules that load plug-ins
+        try:
+            if item.endswith(".py"):
+                name = f"raysweep_plugin_{Path(item).stem}"
+                mod_spec = importlib.util.spec_from_file_location(name, item)
+                module = importlib.util.module_from_spec(mod_spec)
+                sys.modules[name] = module  # so pickled references to its classes resolve
+                mod_spec.loader.exec_module(module)
+            else:
                 importlib.import_module(item)
-            except ImportError as e:
-                raise RaysweepError(f"plug-in {item!r} from RAYSWEEP_PLUGINS cannot be imported: {e}") from e
+        except RaysweepError:
+            _loaded_plugins.discard(item)
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure of a user's file: one line, naming it
+            _loaded_plugins.discard(item)
+            raise RaysweepError(f"plug-in {item} failed to load: {type(e).__name__}: {e}".replace("\n", " ")) from e
 
 
 class Registry(Generic[T]):

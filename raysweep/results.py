@@ -35,7 +35,7 @@ from .sweep.ledger import read_ledger
 NOT_FIGURES = {"trial_id", "timestamp", "checkpoint_dir_name", "done", "training_iteration", "date",
                "time_this_iter_s", "time_since_restore", "iterations_since_restore", "pid", "hostname", "node_ip",
                "experiment_tag", "config", "hparams", "attempt", "method", "replayed", "node_id", "trial_wall_s",
-               "holdout_scores", "holdout_control_scores", "should_checkpoint", "timesteps_total", "episodes_total"}
+               "should_checkpoint", "timesteps_total", "episodes_total"}  # lists (per-poison scores) go to `scores`
 HISTORY_KEYS = ["sweep", "method", "trial_id", "report"]
 
 
@@ -47,10 +47,16 @@ def figures_of(report: dict, history: bool = False) -> dict:
 
 
 def read_sweep_meta(sweep: str | Path) -> dict:
+    """sweep.json, with the plug-ins the sweep ran with loaded again (a plug-in attack's or method's
+    registry entry is needed to export, report or re-run it)."""
+    from .registry import load_plugins
+
     p = Path(sweep) / "sweep.json"
     if not p.is_file():
         raise RaysweepError(f"{sweep} is not a sweep directory (no sweep.json)")
-    return json.loads(p.read_text())
+    meta = json.loads(p.read_text())
+    load_plugins(meta.get("plugins") or "")
+    return meta
 
 
 def _read_results(trial_dir: Path) -> list[dict]:

@@ -19,10 +19,15 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def deterministic(device) -> None:
+    """torch's deterministic algorithms on the CPU: measured to cost nothing and change nothing there
+    (docs/decisions.md, "Determinism"); RAYSWEEP_DETERMINISTIC=0 turns them off."""
+    if torch.device(device).type == "cpu" and os.environ.get("RAYSWEEP_DETERMINISTIC", "1") != "0":
+        torch.use_deterministic_algorithms(True, warn_only=True)  # never an error: a warning at most
+
+
 def set_threads(n: int | None = None) -> int:
     """torch intra-op threads: n, or $OMP_NUM_THREADS, or all cores."""
     n = n or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or os.cpu_count() or 1
     torch.set_num_threads(max(1, n))
-    if os.environ.get("RAYSWEEP_DETERMINISTIC") == "1":  # docs/decisions.md: costs nothing, changes nothing on CPU
-        torch.use_deterministic_algorithms(True)
     return torch.get_num_threads()

@@ -50,8 +50,10 @@ def scenario_data(cfg: ScenarioConfig, data_dir: str | None = None) -> Dataset:
 def versions() -> dict:
     import numpy
 
+    # threads and CPU kernels decide the last bits of every CPU result (docs/decisions.md, "Determinism")
     return {"raysweep": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": numpy.__version__, "platform": platform.platform()}
+            "numpy": numpy.__version__, "platform": platform.platform(), "threads": torch.get_num_threads(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def store_key(cfg_hash: str) -> str:

@@ -78,13 +78,19 @@ def prepare_seeds(cfg: ScenarioConfig, n: int, store, device, data_dir=None, log
     return pd.DataFrame(rows)
 
 
-def describe(rows: pd.DataFrame, attack: str) -> str:
-    """The per-seed table, the spread, and one line saying on how many seeds the poison shows."""
+def per_seed_table(rows: pd.DataFrame) -> str:
+    return rows.drop(columns=["hash"]).to_string(index=False, float_format=lambda v: f"{v:+.3g}", na_rep="-")
+
+
+def takes_line(rows: pd.DataFrame, attack: str) -> str:
     cls = ATTACKS.get(attack, "attack")
     ok = takes(rows, attack)
-    fmt = {c: "{:+.2f}".format for c in ("effect", *cls.spread_columns) if "z" in c}
-    per_seed = rows.drop(columns=["hash"]).to_string(index=False, float_format=lambda v: f"{v:.3g}", formatters=fmt)
-    sp = spread(rows).to_string(index=False, float_format=lambda v: f"{v:.3g}")
-    return (f"{per_seed}\n\nspread over {rows.seed.nunique()} seed(s):\n{sp}\n\n"
-            f"θ_initial shows the poison ({cls.takes_rule}) on {int(ok.sum())} of {len(ok)} seed(s)"
+    return (f"θ_initial shows the poison ({cls.takes_rule}) on {int(ok.sum())} of {len(ok)} seed(s)"
             + ("" if ok.all() else f"; not on seed(s) {', '.join(str(s) for s in ok[~ok].index)}"))
+
+
+def describe(rows: pd.DataFrame, attack: str) -> str:
+    """The per-seed table, the spread, and one line saying on how many seeds the poison shows."""
+    sp = spread(rows).to_string(index=False, float_format=lambda v: f"{v:.3g}")
+    return (f"{per_seed_table(rows)}\n\nspread over {rows.seed.nunique()} seed(s):\n{sp}\n\n"
+            + takes_line(rows, attack))

@@ -34,7 +34,8 @@ def test_registry_finds_the_papers_eight_methods_without_an_import_list():
 def test_each_method_stays_within_its_cap(scen, method):
     marks = []
     # tiny: 3 epochs x 2000 samples; 0.5 of that is ~23 batches of 128
-    res = unlearn_scenario(scen, method, 0.5, seed=0, on_checkpoint=lambda m, info: marks.append(info) and False)
+    res = unlearn_scenario(scen, method, 0.5, seed=0, on_checkpoint=lambda m, info: marks.append(info) and False,
+                           checkpoint_every=0.1)
     cap = 0.5 * scen.train_compute
     assert res.spent <= cap + 1e-6 and res.cap == pytest.approx(cap)
     if get_method(method).iterative:

@@ -28,7 +28,7 @@ def constructed_sweep(n_trials=16, diverged=("ga", "neggrad_plus"), seed=0, dive
             acc = float(np.clip(rng.normal(0.69, 0.02 if m not in ("ga", "euk") else 0.08), 0.1, 0.75)) \
                 if not div else 0.1
             tid = f"{m}_{i:02d}"
-            rows.append(dict(method=m, trial_id=tid, order=i, status="finished", effect=eff, abs_tune_gus=eff,
+            rows.append(dict(method=m, trial_id=tid, order=i, status="finished", effect=eff,
                              val_acc=acc, objective=objective(eff, acc, floor, div), diverged=div,
                              hp_lr=float(10 ** rng.uniform(-5, -1)), cap_share=1.0,
                              holdout_gus=-0.4 if not div else None, holdout_z=-6.3 if not div else None,
@@ -41,7 +41,7 @@ def constructed_sweep(n_trials=16, diverged=("ga", "neggrad_plus"), seed=0, dive
                                  else None, effect=eff if (last or not div) else 0.4,
                                  objective=None, final=last))
     for ref, eff, acc in (("none", 0.45, 0.685), ("retrain", 0.02, 0.692)):
-        rows.append(dict(method=ref, trial_id=ref, status="reference", effect=eff, abs_tune_gus=eff, val_acc=acc,
+        rows.append(dict(method=ref, trial_id=ref, status="reference", effect=eff, val_acc=acc,
                          tune_gus=-eff, holdout_gus=-0.47 if ref == "none" else -0.03, holdout_tpr_two=0.01,
                          test_acc=acc, mia_tpr=0.003, diverged=False))
     t = pd.DataFrame(rows)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 from ..data.base import Dataset, Split
+from ..defaults import ALPHA
 from ..errors import ConfigError
 from .evidence import Evidence, needed_normal
 
@@ -125,8 +126,8 @@ class Attack:
     tpr_label: str = ""
     uses_tuned_scenario: bool = True  # False: the search saw this scenario's verdict evidence (one target)
     # `prepare --seeds`: θ_initial shows the poison when its own test against θ_retrain has p below this
-    takes_level: float = 0.05
-    takes_rule: str = "its own test against θ_retrain, p < 0.05"
+    takes_level: float = ALPHA
+    takes_rule: str = f"its own test against θ_retrain, p < {ALPHA:g}"
     spread_columns: tuple[str, ...] = ()  # the attack's figures shown per seed by `prepare --seeds`
 
     @classmethod

@@ -73,7 +73,7 @@ def interpolation_figure(result: dict, out: Path) -> Path:
     a = [r["alpha"] for r in rows]
     panels = [("z", "GUS z (all poisons)")] if any(r.get("z") is not None for r in rows) else []
     panels.append(("test_acc", "test accuracy"))
-    if metric not in ROW_KEYS and metric != "gus_z":
+    if metric not in ROW_KEYS:
         panels.append((metric, f"the attack's metric: {metric}"))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), layout="constrained", squeeze=False)
     for ax, (key, label) in zip(axes[0], panels):

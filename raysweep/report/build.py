@@ -7,7 +7,6 @@ tables + sweep.json), so a copied sweep can be reported offline without Ray.
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from .. import defaults as D
 from ..artifacts import atomic_write_table, atomic_write_text
 from ..attacks import ATTACKS
 from ..errors import RaysweepError
-from ..results import load_tables
+from ..results import load_tables, read_sweep_meta
 from . import figures
 from .render import to_html, to_markdown
 from .seeds import rerun_best, spread_table
@@ -30,7 +29,7 @@ def read_tables(path: str | Path):
     path = Path(path)
     if not (path / "sweep.json").is_file():
         raise RaysweepError(f"{path} holds no sweep.json: pass a sweep directory or an export folder")
-    meta = json.loads((path / "sweep.json").read_text())
+    meta = read_sweep_meta(path)  # the sweep's plug-ins loaded too
     for ext, reader in (("parquet", pd.read_parquet), ("csv", pd.read_csv)):
         if (path / f"trials.{ext}").is_file():
             return meta, *(reader(path / f"{n}.{ext}") for n in ("trials", "history", "scores"))
@@ -112,9 +111,9 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
     atomic_write_table(verdict, out / "verdict.csv")
     tuned = verdict[verdict.status == "tuned"]
     best = {r.method: r.trial_id for r in trials[trials.is_best.astype(bool)].itertuples()}
-    figs = [
-        (figures.score_histograms(scores, best, out), "GUS scores I_z with the N(0, 1) density: fresh noise vs "
-         "θ_initial, the poisons vs θ_initial, and the held-out poisons vs each method's best unlearned model"),
+    figs = [*([(figures.score_histograms(scores, best, out), "GUS scores I_z with the N(0, 1) density: fresh "
+                "noise vs θ_initial, the poisons vs θ_initial, and the held-out poisons vs each method's best "
+                "unlearned model")] if len(scores) else []),  # per-poison scores: noise attacks only
         (figures.gus_vs_budget(history, trials, out, cls.effect_label, cls.curve_key, cls.curve_label),
          f"{cls.curve_label or cls.effect_label} vs budget spent, every trial (best in blue), with θ_initial and "
          "θ_retrain"),
@@ -189,10 +188,6 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
     atomic_write_text(out / "report.html", to_html(blocks, f"raysweep report: {meta['name']}"))
     say(f"[report] written to {out / 'report.md'} and report.html")
     return out / "report.md"
-
-
-def fmt_p(v) -> str:
-    return "–" if _isnan(v) else f"{float(v):.3g}"
 
 
 def fmt_acc(refs: pd.DataFrame, name: str) -> str:

@@ -122,7 +122,8 @@ def _rerun(scen, r: pd.Series, method: str, meta: dict, seed: int, log, budget: 
         share = r.get("cap_share")
         budget = float(meta["config"]["budget"]) * (1.0 if _missing(share) else float(share))
     log(f"[report] {method}: seed {seed} on scenario {scen.hash}")
-    res = unlearn_scenario(scen, method, budget, hp, seed)
+    every = (meta.get("config") or {}).get("checkpoint_every")  # a diverged run restores what its trial did
+    res = unlearn_scenario(scen, method, budget, hp, seed, **({"checkpoint_every": every} if every else {}))
     return {**_evaluated(scen, res.model), "budget_spent": res.budget_spent, "diverged": res.diverged,
             "unlearn_wall_s": res.wall_s, **({"model": res.model} if keep_model else {})}
 

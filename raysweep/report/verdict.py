@@ -161,10 +161,3 @@ def verdict_table(trials: pd.DataFrame, alpha: float = D.ALPHA, tolerance: float
                   scores: pd.DataFrame | None = None, meta: dict | None = None) -> pd.DataFrame:
     """One row per reference (none, retrain) and per method; `judge` with the evidence."""
     return judge(trials, alpha, tolerance, attack, n_test, seeds, margin, scores, meta).table
-
-
-def detection_floor(k_half: int, alpha_level: float) -> float:
-    """Smallest |GUS| the two-sided test rejects at `alpha_level` with k_half scores."""
-    from statistics import NormalDist
-
-    return NormalDist().inv_cdf(1 - alpha_level / 2) / math.sqrt(max(1, k_half))

@@ -82,7 +82,7 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool
     retrain = scen.manifest["metrics"]["retrain"]
     floor = retrain["val_acc"] - cfg.tolerance
     meta = {"scenario": scen.hash, "holdout_rows": scen.holdout_rows.tolist(),
-            "attack": scen.cfg.attack, "attack_metric": scen.attack.metric, "n_test": len(scen.data.test),
+            "attack": scen.cfg.attack, "plugins": loaded_plugins(), "n_test": len(scen.data.test),
             "reference_scores": reference_scores(scen), "scenario_name": scen.cfg.name, "store": store.uri,
             "floor": floor, "references": {"none": scen.manifest["metrics"]["initial"], "retrain": retrain},
             "train_compute": scen.train_compute, "k": scen.poisoned.k, "layout": EXPERIMENT,

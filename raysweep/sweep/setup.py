@@ -58,7 +58,7 @@ class SweepConfig:
                 raise ConfigError("gpus_per_trial", self.gpus_per_trial, "0 with --device cpu")
         check_number("max_concurrent", self.max_concurrent, lo=0, integer=True, what="0: as many as resources allow")
         check_number("max_failures", self.max_failures, lo=0, integer=True)
-        check_number("checkpoint_every", self.checkpoint_every, lo=0, hi=1, lo_open=True, what="a share of the budget")
+        D.check_checkpoint_every(self.checkpoint_every)
         D.check_tolerance(self.tolerance)
         check_number("seed", self.seed, lo=0, integer=True)
         check_number("asha_grace", self.asha_grace, lo=0, hi=1, lo_open=True, what="a share of the budget")

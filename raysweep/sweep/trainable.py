@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..artifacts import Store
+from ..defaults import CHECKPOINT_EVERY
 from ..registry import load_plugins
 from ..scenario import Scenario
 from ..unlearn.session import unlearn_scenario
@@ -38,7 +39,7 @@ class TrialSpec:
     floor: float                    # val accuracy the objective demands (retrain val_acc - tolerance)
     seed: int = 0
     fixed: dict = field(default_factory=dict)
-    checkpoint_every: float = 0.1   # report every this share of the trial's budget
+    checkpoint_every: float = CHECKPOINT_EVERY  # report every this share of the trial's budget
     threads: int = 1
     device: str = "cpu"
     bundle: dict | None = None      # {"manifest", "tensors"}: the artifact, through the object store

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.base import Split
-from ..defaults import check_budget
+from ..defaults import CHECKPOINT_EVERY, check_budget, check_checkpoint_every
 from ..errors import ConfigError
 
 FORWARD_COST = 1.0 / 3.0
@@ -214,7 +214,8 @@ def params_finite(model) -> bool:
 def run_unlearning(method: Unlearner, model: torch.nn.Module, forget: Split, retain: Split, full: Split,
                    budget_fraction: float, train_compute: float, hparams: dict | None = None, seed: int = 0,
                    on_checkpoint: Callable[[torch.nn.Module, dict], bool] | None = None,
-                   checkpoint_every: float = 0.1, log: Callable[[str], None] | None = None) -> UnlearnResult:
+                   checkpoint_every: float = CHECKPOINT_EVERY,
+                   log: Callable[[str], None] | None = None) -> UnlearnResult:
     """Run `method` on `model` (modified in place) within budget_fraction x train_compute
     sample-gradients. `on_checkpoint(model, info)` is called each time another `checkpoint_every`
     of the cap is spent (info: spent, budget_spent, cap_used, step, loss); returning True stops.
@@ -222,8 +223,7 @@ def run_unlearning(method: Unlearner, model: torch.nn.Module, forget: Split, ret
     `diverged`."""
     if budget_fraction != 0:  # 0: θ_initial itself (nothing spent)
         check_budget(budget_fraction)
-    if not 0 < checkpoint_every <= 1:
-        raise ConfigError("checkpoint_every", checkpoint_every, "a fraction in (0, 1]")
+    check_checkpoint_every(checkpoint_every)
     hp = hparams if dataclasses.is_dataclass(hparams) else method.hyper(hparams)
     budget = Budget(budget_fraction * train_compute)
     ctx = Context(model, forget, retain, full, budget, torch.Generator().manual_seed(seed), hp)

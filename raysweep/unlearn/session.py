@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import sys
 
+from ..defaults import CHECKPOINT_EVERY
 from ..scenario import Scenario
 from . import METHODS, run_unlearning
 
 
 def unlearn_scenario(scen: Scenario, method: str, budget: float, hparams: dict | None = None, seed: int = 0,
-                     on_checkpoint=None, checkpoint_every: float = 0.1, log=None):
+                     on_checkpoint=None, checkpoint_every: float = CHECKPOINT_EVERY, log=None):
     """θ_initial -> unlearned model; returns the UnlearnResult."""
     model = scen.new_model("initial")
     ps = scen.poisoned
