@@ -15,6 +15,7 @@ ALPHA = 0.05            # family-wise level of the verdict's tests
 MARGIN = 0.5            # δ: "removes" = effect shown below δ x θ_initial's (docs/verdict.md)
 CHECKPOINT_EVERY = 0.25  # a sweep trial evaluates and reports every this share of its budget
 ASHA_GRACE = 0.25       # the share of the budget a trial runs before ASHA may stop it
+CHECKPOINT_POISONS = 250  # tuning-half poisons a budget checkpoint scores (the final report: all of them)
 CURVE_BUDGETS = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0)  # `raysweep curve`: up to retraining's compute
 
 # Ray, wherever raysweep starts or joins it: no usage stats, no token auth on a private loopback instance

@@ -127,17 +127,18 @@ class Scenario:
                    attack, tensors)
 
     # ---- evaluation ----------------------------------------------------------------------------
-    def evaluate(self, model, parts: tuple[str, ...] = ("all", "tune", "holdout"), full: bool = True) -> dict:
+    def evaluate(self, model, parts: tuple[str, ...] = ("all", "tune", "holdout"), full: bool = True,
+                 tune_cap: int | None = None) -> dict:
         """Flat metrics of `model` (numbers and encoded per-item strings: tables and JSON take them).
 
         full=True: test/val accuracy, forget-set accuracy and loss, loss-threshold MIA, the attack's
         own metrics, and for noise attacks the GUS figures of each part of the poisons (all, tune,
         holdout; keys prefixed tune_/holdout_). full=False (cheap, for budget checkpoints): val
         accuracy, the attack's metrics and the GUS figures of `parts`."""
-        return self.scored(model, parts, full)[0]
+        return self.scored(model, parts, full, tune_cap)[0]
 
     def scored(self, model, parts: tuple[str, ...] = ("all", "tune", "holdout"),
-               full: bool = True) -> tuple[dict, dict]:
+               full: bool = True, tune_cap: int | None = None) -> tuple[dict, dict]:
         """(metrics as `evaluate`, {"scores", "control"}: the per-poison GUS scores I_z of the poisons'
         own noise and of the fresh control noise, [k] float64, NaN outside `parts`; {} without noise)."""
         out = {"val_acc": evaluate(model, self.data.val)["acc"]}
@@ -154,6 +155,9 @@ class Scenario:
         if ps.noise is None:
             return out, {}
         rows = {"all": torch.arange(ps.k), "tune": self.tune_rows.long(), "holdout": self.holdout_rows.long()}
+        if tune_cap and tune_cap < len(rows["tune"]):  # budget checkpoints: a fixed, seeded subset of the half
+            pick = torch.randperm(len(rows["tune"]), generator=torch.Generator().manual_seed(self.cfg.seed))
+            rows["tune"] = rows["tune"][pick[:tune_cap].sort().values]
         need = torch.cat([rows[p] for p in parts]).unique() if parts else torch.zeros(0, dtype=torch.long)
         y = ps.train.y[ps.poison_idx].cpu()
         x_need = ps.clean_x[need]

@@ -81,3 +81,16 @@ def test_auc_matches_pairwise_definition():
     a, b = torch.tensor([0.1, 0.5, 0.5, 2.0]), torch.tensor([0.5, 0.0, 1.0])
     pairs = [(1.0 if ai > bj else 0.5 if ai == bj else 0.0) for ai in a for bj in b]
     assert abs(auc(a, b) - sum(pairs) / len(pairs)) < 1e-12
+
+
+def test_a_checkpoint_scores_a_fixed_subset_of_the_tuning_half(prepared_tiny, tiny_cfg):
+    from raysweep.scenario import Scenario
+
+    scen = Scenario.load(prepared_tiny[0], tiny_cfg)
+    model = scen.new_model("initial")
+    a = scen.scored(model, parts=("tune",), full=False, tune_cap=10)
+    b = scen.scored(model, parts=("tune",), full=False, tune_cap=10)
+    assert a[0]["tune_k"] == 10 and a[0]["tune_gus"] == b[0]["tune_gus"]  # the same 10 poisons each time
+    scored = set(torch.isfinite(a[1]["scores"]).nonzero().squeeze(1).tolist())
+    assert len(scored) == 10 and scored <= set(scen.tune_rows.tolist())  # only tuning-half poisons
+    assert scen.evaluate(model, parts=("tune",), full=False)["tune_k"] == len(scen.tune_rows)

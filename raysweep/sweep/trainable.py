@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..artifacts import Store
-from ..defaults import CHECKPOINT_EVERY
+from ..defaults import CHECKPOINT_EVERY, CHECKPOINT_POISONS
 from ..registry import load_plugins
 from ..scenario import Scenario
 from ..unlearn.session import unlearn_scenario
@@ -94,7 +94,8 @@ def unlearn_trial(config: dict, specs: dict[str, TrialSpec]) -> None:
         if info["cap_used"] >= 1 - 1e-9:
             return False  # the final report, with the verdict evidence, follows at once
         t = time.perf_counter()
-        m = scen.evaluate(model, parts=("tune",), full=False)  # GUS of the tuning half, where noise was the attack
+        # the tuning half's GUS (a fixed subset of CHECKPOINT_POISONS: docs/performance.md) where noise is the attack
+        m = scen.evaluate(model, parts=("tune",), full=False, tune_cap=CHECKPOINT_POISONS)
         eval_s[0] += time.perf_counter() - t
         eff = attack.effect(m, refs)
         tune.report({"budget_spent": info["budget_spent"], "step": max(1, round(info["spent"] / cap_step)),
