@@ -114,7 +114,8 @@ def test_the_same_seed_gives_the_same_parameters(scen, method):
 
 
 def test_checkpoint_callback_can_stop_early(scen):
-    res = unlearn_scenario(scen, "gd", 0.5, on_checkpoint=lambda m, info: info["cap_used"] >= 0.3)
+    res = unlearn_scenario(scen, "gd", 0.5, on_checkpoint=lambda m, info: info["cap_used"] >= 0.3,
+                           checkpoint_every=0.1)
     assert res.stopped_early and 0.3 * res.cap <= res.spent < 0.5 * res.cap
 
 
