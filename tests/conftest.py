@@ -52,6 +52,19 @@ def ray_local(tmp_path_factory):
     ray.shutdown()
 
 
+def run_tiny_sweep(prepared_tiny, tmp, methods, trials, budget, checkpoint_every, name):
+    """A real sweep of `methods` on the prepared tiny scenario (report and curve tests); its directory."""
+    from raysweep.config import load_scenario
+    from raysweep.scenario import Scenario
+    from raysweep.sweep.search import SweepConfig, run_sweep
+
+    root, _ = prepared_tiny
+    scen = Scenario.load(str(root), load_scenario("tiny"))
+    cfg = SweepConfig(methods=methods, trials=trials, budget=budget, checkpoint_every=checkpoint_every, name=name,
+                      storage_path=str(tmp))
+    return run_sweep(scen, cfg, str(root))[0]
+
+
 PLUGINS = Path(__file__).resolve().parent / "plugins"  # test-only plug-ins: one file each
 
 

@@ -67,17 +67,9 @@ def test_the_summary_gives_the_smallest_budget_that_removes_with_accuracy_kept(t
 @pytest.fixture(scope="module")
 def curve_run(ray_local, prepared_tiny, tmp_path_factory):
     """A one-trial sweep of gd and ga on the tiny scenario, and its curve at 0.02 and 0.05 with 2 seeds."""
-    from raysweep.artifacts import LocalStore
-    from raysweep.config import load_scenario
-    from raysweep.scenario import Scenario
-    from raysweep.sweep.search import SweepConfig, run_sweep
+    from .conftest import run_tiny_sweep
 
-    root, _ = prepared_tiny
-    tmp = tmp_path_factory.mktemp("curve")
-    scen = Scenario.load(LocalStore(root), load_scenario("tiny"))
-    cfg = SweepConfig(methods=["gd", "ga"], trials=1, budget=0.05, checkpoint_every=0.5, name="cur",
-                      storage_path=str(tmp))
-    sweep, _ = run_sweep(scen, cfg, str(root))
+    sweep = run_tiny_sweep(prepared_tiny, tmp_path_factory.mktemp("curve"), ["gd", "ga"], 1, 0.05, 0.5, "cur")
     argv = ["curve", str(sweep), "--budgets", "0.02,0.05", "--seeds", "2"]
     return sweep, argv, main(argv)
 

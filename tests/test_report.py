@@ -85,17 +85,10 @@ def test_a_method_without_finished_trials_is_not_judged():
 @pytest.fixture(scope="module")
 def small_sweep(ray_local, prepared_tiny, tmp_path_factory):
     """One small real sweep (tiny scenario, gd and cfk, 3 trials each) for the report tests."""
-    from raysweep.artifacts import LocalStore
-    from raysweep.config import load_scenario
-    from raysweep.scenario import Scenario
-    from raysweep.sweep.search import SweepConfig, run_sweep
+    from .conftest import run_tiny_sweep
 
-    root, _ = prepared_tiny
-    tmp = tmp_path_factory.mktemp("report")
-    scen = Scenario.load(LocalStore(root), load_scenario("tiny"))
-    cfg = SweepConfig(methods=["gd", "cfk"], trials=3, budget=0.1, checkpoint_every=0.25, name="rep",
-                      storage_path=str(tmp))
-    sweep, _ = run_sweep(scen, cfg, str(root))
+    root, tmp = prepared_tiny[0], tmp_path_factory.mktemp("report")
+    sweep = run_tiny_sweep(prepared_tiny, tmp, ["gd", "cfk"], 3, 0.1, 0.25, "rep")
     return sweep, root, tmp
 
 
