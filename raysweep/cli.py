@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="searcher and unlearning seed")
     p.add_argument("--checkpoint-every", type=float, default=D.checkpoint_every,
                    help=f"evaluate and report every this share of the budget (default {D.checkpoint_every})")
+    p.add_argument("--evidence", default="best", metavar="best|all",
+                   help="full evaluation (test set, MIA, held-out poisons) of each method's best trial after the "
+                        "search (best, default), or inside every trial (all)")
     p.add_argument("--optuna-storage", default=None, metavar="URL",
                    help="keep each method's Optuna study there (sqlite:///sweeps.db, postgresql://..., "
                         "journal:///PATH); open it with optuna-dashboard URL (docs/observe.md)")
@@ -259,7 +262,7 @@ def cmd_sweep(args) -> int:
                             cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                             max_concurrent=args.max_concurrent, multi_objective=args.multi_objective,
                             tolerance=args.tolerance, seed=args.seed, checkpoint_every=args.checkpoint_every,
-                            spaces_dir=args.spaces_dir, device=args.device,
+                            spaces_dir=args.spaces_dir, device=args.device, evidence=args.evidence,
                             optuna_storage=check_optuna_storage(args.optuna_storage) if args.optuna_storage else None,
                             mlflow=check_mlflow_uri(args.mlflow) if args.mlflow else None).check()
     for m in methods:

@@ -6,12 +6,17 @@ trials:  one row per trial, plus the two reference rows `none` (θ_initial) and 
          the driver's ledger), error (errored trials), attempts (1 + retries), started, ended (Unix
          seconds, from the driver), hp_<name> (every hyperparameter, flattened), budget, cap_share,
          wall_s, seed, reports, node_id, is_best (lowest objective of the method's finished trials),
+         evidence (deferred: the trial reported what the search needs; the best trial of each method
+         is then evaluated in full after the search and its row carries that, with evidence_eval_s;
+         trial: evaluated in full inside the trial, `--evidence all`),
          pareto (non-dominated in (effect min, val_acc max) among them), version_<package>; and
          every scalar figure of the trial's last report, whatever produced it: the trainable's own
          (sweep/trainable.py: budget_spent, effect, objective, diverged, steps, unlearn_wall_s,
          eval_s, final_eval_s), `Scenario.evaluate`'s (val_acc, test_acc, forget_acc, forget_loss,
          mia_tpr, mia_auc, and for noise attacks gus, z, p, tpr_two, auc, control_* and their tune_ /
-         holdout_ halves) and the attack's own (`Attack.evaluate`: target_success, asr, ...).
+         holdout_ halves) and the attack's own (`Attack.evaluate`: target_success, asr, ...). Under
+         `--evidence best` only each method's best trial has the full-evaluation figures (test_acc,
+         forget_*, mia_*, holdout_*, ...).
 history: one row per report: sweep, method, trial_id, report, and every scalar figure the report
          carries (step, budget_spent, val_acc, effect, objective, final, time_total_s, the attack's
          checkpoint figures such as tune_gus).
@@ -29,6 +34,7 @@ import pandas as pd
 
 from .artifacts import atomic_write_table, atomic_write_text
 from .errors import RaysweepError
+from .sweep.evidence import merged, read_evidence
 from .sweep.ledger import read_ledger
 
 # keys of a report that are bookkeeping (Ray's own, or the trainable's), not figures of the model
@@ -144,6 +150,7 @@ def load_tables(sweep: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
                                                 "torch": meta["versions"]["torch"]}, **_versions()}.items()}
     trials, history, scores = [], [], []
     ledger = read_ledger(sweep)
+    evidence = read_evidence(sweep)
     holdout = meta.get("holdout_rows", [])
     hold_set = set(holdout)
     for ref, sc in (meta.get("reference_scores") or {}).items():
@@ -155,7 +162,7 @@ def load_tables(sweep: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
         results, n_attempts = last_attempt(_read_results(tdir))
         trial_id = results[-1]["trial_id"] if results else tdir.name  # no report: the folder names it
         err_f = next((f for f in (tdir / "error.txt",) if f.is_file()), None)
-        last = results[-1] if results else {}
+        last = merged(results[-1], evidence.get(trial_id)) if results else {}
         entry = ledger.get(trial_id, {})
         # the status the trial ended with (the driver's ledger); without one: a final report is a
         # finished trial even when an earlier attempt left an error.txt
@@ -191,7 +198,9 @@ def load_tables(sweep: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
     df["is_best"] = False
     df["pareto"] = False
     for _, g in df[df.status == "finished"].groupby("method"):
-        df.loc[g["objective"].astype(float).idxmin(), "is_best"] = True
+        # lowest objective; a tie goes to the trial evaluated in full after the search (evidence.py)
+        rank = pd.DataFrame({"o": g["objective"].astype(float), "e": ~g.trial_id.isin(evidence)})
+        df.loc[rank.sort_values(["o", "e"], kind="stable").index[0], "is_best"] = True
         df.loc[g.index, "pareto"] = pareto_mask(g.astype({"effect": float, "val_acc": float}))
     hist = pd.DataFrame(history)
     hist = hist if len(hist) else pd.DataFrame(columns=HISTORY_KEYS)

@@ -12,7 +12,7 @@ import pytest
 
 from raysweep.artifacts import LocalStore
 from raysweep.errors import ConfigError
-from raysweep.results import export, load_results
+from raysweep.results import export, load_results, load_tables
 from raysweep.scenario import Scenario
 from raysweep.sweep.search import SweepConfig, run_sweep
 from raysweep.sweep.spaces import load_space, parse_space
@@ -47,9 +47,20 @@ def test_two_methods_three_trials_complete_and_export(ray_local, scen, prepared_
         assert col in hist.columns and col in documented["history"]
     assert set(hist.trial_id) == set(runs.trial_id)
     finished = runs[runs.status == "finished"]
-    assert len(finished) >= 2 and finished.holdout_z.notna().all() and finished.test_acc.notna().all()
+    assert len(finished) >= 2 and finished.tune_z.notna().all() and finished.val_acc.notna().all()
     assert (finished.budget_spent <= 0.1 + 1e-9).all()
     assert trials.groupby("method").is_best.sum().get("gd") == 1
+    # the verdict's evidence: each method's best trial is evaluated in full after the search, the
+    # others report what the search needs (sweep/evidence.py); only the best keep their weights
+    best = finished[finished.is_best]
+    assert sorted(best.method) == ["gd", "ssd"]
+    assert best.holdout_z.notna().all() and best.test_acc.notna().all() and best.mia_tpr.notna().all()
+    rest = finished[~finished.is_best]
+    assert (rest.evidence == "deferred").all() and rest.test_acc.isna().all()
+    assert {p.stem for p in (sweep / "models").glob("*.pt")} == set(best.trial_id)
+    assert {p.stem for p in (sweep / "evidence").glob("*.json")} == set(best.trial_id)
+    _, _, scores = load_tables(sweep)
+    assert set(scores[~scores.method.isin(["none", "retrain"])].trial_id) == set(best.trial_id)
     csv = export(sweep, "csv", tmp_path / "csv")
     assert len(pd.read_csv(csv[0])) == len(trials)
 

@@ -4,6 +4,7 @@ Layout of a sweep directory (`<storage_path>/<name>/`):
     sweep.json          what was asked (scenario, methods, budget, trials, seed, spaces, ...)
     trials/             the Tune experiment: one folder per trial (any method; params.json names it)
     ledger/, done/      what the driver saw happen to each trial; finished trials' final reports
+    models/, evidence/  each method's best trial: its weights and its full evaluation (sweep/evidence.py)
     utilisation.json    busy / available slot-seconds and the share of trial time spent evaluating
 One `Tuner` runs all methods (sweep/dispatch.py): a free slot takes the next trial of any method whose
 search still wants one; each method keeps its own search and its own early stopping.
@@ -23,6 +24,7 @@ from ..registry import loaded_plugins
 from ..scenario import Scenario, derive_seed, versions
 from ..unlearn import METHODS
 from .dispatch import MethodDispatchScheduler, MethodDispatchSearch
+from .evidence import complete_evidence
 from .ledger import read_ledger, trial_ledger
 from .setup import (  # noqa: F401  (re-exported: the sweep's public API lives here)
     RESUME_FIELDS,
@@ -105,7 +107,8 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool
                           checkpoint_every=cfg.checkpoint_every, threads=threads,
                           device="cuda" if res["gpu"] > 0 else "cpu", bundle=bundle,
                           store=None if use_bundle else store, scenario_hash=scen.hash,
-                          data_dir=data_dir, sweep_root=str(root), plugins=loaded_plugins())
+                          data_dir=data_dir, sweep_root=str(root), plugins=loaded_plugins(),
+                          evidence=cfg.evidence)
              for m in cfg.methods}
     trainable = tune.with_resources(tune.with_parameters(unlearn_trial, specs=specs), res)
     path = root / EXPERIMENT
@@ -126,6 +129,8 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool
         cut = len(grid) < cfg.trials * len(cfg.methods)
     except KeyboardInterrupt:
         cut = True
+    search_wall = time.perf_counter() - t0
+    ev = complete_evidence(root, specs, res, _say)  # each method's best trial, in full (evidence.py)
     wall = time.perf_counter() - t0
     ledger = read_ledger(root)
     cut = cut or any(e["status"] == "running" for e in ledger.values())  # an interrupted fit left it so
@@ -134,10 +139,10 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool
         counts = {s: sum(e["status"] == s for e in ended) for s in ("finished", "stopped", "errored")}
         _say(f"[sweep] {m}: {counts['finished']} finished, {counts['errored']} errored, "
              f"{counts['stopped']} stopped early, {cfg.trials - sum(counts.values())} not run")
-    use = utilisation(root, ledger, slots, wall0, wall)
+    use = utilisation(root, ledger, slots, wall0, search_wall, ev)
     _say(f"[sweep] {wall:.0f}s; slots busy {use['busy_share']:.0%} ({use['busy_slot_s']:.0f} of "
-         f"{use['available_slot_s']:.0f} slot-seconds, {slots} slots); evaluation {use['eval_share']:.0%} of "
-         "trial time")
+         f"{use['available_slot_s']:.0f} slot-seconds, {slots} slots); checkpoint evaluation "
+         f"{use['eval_share']:.0%} of trial time; evidence of {ev['trials']} best trial(s) {ev['wall_s']:.0f}s")
     if cut:
         _say(f"[sweep] interrupted: resume with `raysweep sweep --resume --name {cfg.name} "
              f"--storage-path {Path(cfg.storage_path).resolve()} ...` (same scenario and options)")
@@ -148,17 +153,19 @@ def _method_of(trial) -> str:
     return (trial.config or {}).get("method", "?")
 
 
-def utilisation(root: Path, ledger: dict, slots: int, wall0: float, wall: float) -> dict:
+def utilisation(root: Path, ledger: dict, slots: int, wall0: float, wall: float, ev: dict | None = None) -> dict:
     """Busy slot-seconds (trial start to end, this session) over available slot-seconds (slots x the
-    sweep's wall time), and the share of the trials' time spent in checkpoint evaluation; appended to
-    utilisation.json (one entry per session: a resumed sweep adds one)."""
+    search's wall time), the share of the trials' time spent in checkpoint evaluation, and the time
+    the after-search evidence took (evidence_trials, evidence_s); appended to utilisation.json (one
+    entry per session: a resumed sweep adds one)."""
     busy = sum(min(e["ended"] or wall0 + wall, wall0 + wall) - max(e["started"] or wall0, wall0)
                for e in ledger.values() if (e.get("ended") or 0) > wall0)
     evals = sum(float(e.get("eval_s") or 0.0) for e in ledger.values())
     trial_s = sum(float(e.get("trial_s") or 0.0) for e in ledger.values())
     entry = {"started": wall0, "wall_s": round(wall, 2), "slots": slots, "busy_slot_s": round(busy, 2),
              "available_slot_s": round(slots * wall, 2), "busy_share": busy / (slots * wall) if wall else 0.0,
-             "eval_s": round(evals, 2), "trial_s": round(trial_s, 2), "eval_share": evals / trial_s if trial_s else 0.0}
+             "eval_s": round(evals, 2), "trial_s": round(trial_s, 2), "eval_share": evals / trial_s if trial_s else 0.0,
+             "evidence_trials": (ev or {}).get("trials", 0), "evidence_s": round((ev or {}).get("wall_s", 0.0), 2)}
     path = root / "utilisation.json"
     sessions = json.loads(path.read_text()) if path.is_file() else []
     atomic_write_text(path, json.dumps(sessions + [entry], indent=1))

@@ -8,9 +8,13 @@ through the trial config. Each worker process keeps the assembled scenario, so r
 Each budget checkpoint reports: budget_spent (fraction of θ_initial's training compute), step
 (checkpoints of the sweep cap, ASHA's time axis), val_acc, effect (the attack's, `Attack.effect`),
 the attack's own checkpoint figures (`Attack.checkpoint_keys`), objective, diverged. The last
-report (final=True) adds everything `Scenario.evaluate` gives: the verdict evidence (test accuracy,
-MIA, forget-set figures, the attack's own metrics, and for noise attacks the GUS figures of all
-poisons and of each half, with the held-out half's per-poison scores).
+report (final=True) is, under `--evidence best` (the default), what the search needs: val_acc, the
+attack's metrics and the whole tuning half's figures, the objective; the trial keeps its weights if
+it is its method's best so far, and the driver evaluates the best trials in full after the search
+(sweep/evidence.py). Under `--evidence all` the last report adds everything `Scenario.evaluate`
+gives: the verdict evidence (test accuracy, MIA, forget-set figures, the attack's own metrics, and
+for noise attacks the GUS figures of all poisons and of each half, with the held-out half's
+per-poison scores).
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from ..defaults import CHECKPOINT_EVERY, CHECKPOINT_POISONS
 from ..registry import load_plugins
 from ..scenario import Scenario
 from ..unlearn.session import unlearn_scenario
+from .evidence import keep_if_best
 from .ledger import record_final, replay_final
 from .objective import DIVERGED, objective
 
@@ -48,6 +53,7 @@ class TrialSpec:
     data_dir: str | None = None
     sweep_root: str | None = None   # the sweep directory (its done/ markers make a finished trial replayable)
     plugins: str = ""               # the driver's plug-ins ($RAYSWEEP_PLUGINS form), loaded by each trial first
+    evidence: str = "best"          # best: full evaluation after the search, of the best trials only (evidence.py)
 
 
 def load_scenario_for_trial(spec: TrialSpec) -> Scenario:
@@ -107,13 +113,19 @@ def unlearn_trial(config: dict, specs: dict[str, TrialSpec]) -> None:
 
     res = unlearn_scenario(scen, spec.method, budget, params, spec.seed, on_checkpoint, spec.checkpoint_every)
     t = time.perf_counter()
-    final, scores = scen.scored(res.model)
-    final_eval_s = time.perf_counter() - t
-    held = scen.holdout_scores(scores)  # per-poison scores of the held-out half: histograms and the verdict
-    if held:
-        final["holdout_scores"], final["holdout_control_scores"] = held["scores"], held["control"]
+    deferred = spec.evidence == "best" and spec.sweep_root is not None
+    if deferred:  # what the search needs; the verdict's evidence comes after the search (evidence.py)
+        final, scores = scen.scored(res.model, parts=("tune",), full=False)
+    else:
+        final, scores = scen.scored(res.model)
+        held = scen.holdout_scores(scores)  # per-poison scores of the held-out half: histograms and the verdict
+        if held:
+            final["holdout_scores"], final["holdout_control_scores"] = held["scores"], held["control"]
     eff = attack.effect(final, refs)
     obj = objective(eff, final["val_acc"], spec.floor, res.diverged)
+    if deferred:
+        keep_if_best(spec.sweep_root, ctx.get_trial_id(), spec.method, obj, res.model)
+    final_eval_s = time.perf_counter() - t
     final = {k: (v if not (isinstance(v, float) and math.isnan(v)) else None) for k, v in final.items()}
     report = {**final, "budget_spent": res.budget_spent,
               "step": max(1, math.ceil(res.spent / cap_step - 1e-9)) if cap_step else 1,
@@ -121,7 +133,7 @@ def unlearn_trial(config: dict, specs: dict[str, TrialSpec]) -> None:
               "diverged": res.diverged, "final": True, "steps": res.steps, "unlearn_wall_s": res.wall_s,
               "trial_wall_s": time.perf_counter() - t0, "node_id": node, "pid": os.getpid(),
               "hparams": {**res.hparams, "cap_share": share}, "attempt": attempt, "method": spec.method,
-              "eval_s": eval_s[0], "final_eval_s": final_eval_s}
+              "eval_s": eval_s[0], "final_eval_s": final_eval_s, "evidence": "deferred" if deferred else "trial"}
     record_final(spec.sweep_root, ctx.get_trial_id(), report)
     tune.report(report)
 
