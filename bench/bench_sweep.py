@@ -129,7 +129,11 @@ def main() -> None:
             ("(b) / (a)", f"{t_loop / t_sweep:.2f}", "goal >= 1.5"),
             ("slots busy (sweep)", f"{use['busy_share']:.0%}",
              f"{use['busy_slot_s']:.0f} of {use['available_slot_s']:.0f} slot-seconds"),
-            ("evaluation share of trial time", f"{use['eval_share']:.1%}", "checkpoint evaluations only")]
+            ("evaluation share of trial time", f"{use['eval_share']:.1%}", "checkpoint evaluations only"),
+            ("(a) split", f"{use['wall_s']:.1f} + {use.get('evidence_s', 0.0):.1f} + "
+             f"{t_sweep - use['wall_s'] - use.get('evidence_s', 0.0):.1f} s",
+             f"search in Tune + full evidence of {use.get('evidence_trials', 0)} best trial(s) + the rest "
+             "(imports, Ray start, reference scores, export)")]
     head = (f"scenario {a.scenario} {' '.join(a.overrides)}, methods {a.methods} x {a.trials}, budget {a.budget}, "
             f"{a.slots} slots; {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs")
     table = "\n".join([head, "", "| measure | value | note |", "|---|---|---|",

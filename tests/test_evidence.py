@@ -7,7 +7,7 @@ import torch
 
 from raysweep.artifacts import LocalStore, atomic_write_text
 from raysweep.scenario import Scenario
-from raysweep.sweep.evidence import best_trials, full_evidence, keep_if_best, model_path
+from raysweep.sweep.evidence import full_evidence, keep_if_best, model_path
 from raysweep.sweep.ledger import done_path
 from raysweep.sweep.trainable import TrialSpec
 from raysweep.unlearn.session import unlearn_scenario
@@ -17,18 +17,14 @@ def _done(root, tid, method, objective):
     atomic_write_text(done_path(root, tid), json.dumps({"method": method, "objective": objective, "final": True}))
 
 
-def test_best_trials_lowest_objective_per_method_nan_last():
-    reports = {"a": {"method": "gd", "objective": 0.5}, "b": {"method": "gd", "objective": 0.2},
-               "c": {"method": "ssd", "objective": float("nan")}, "d": {"method": "ssd", "objective": 3.0},
-               "e": {"method": "ga", "objective": None}}
-    assert best_trials(reports) == {"gd": "b", "ssd": "d", "ga": "e"}
-
-
 def test_a_trial_keeps_its_weights_only_if_its_method_has_no_better_finished_trial(tmp_path):
     model = torch.nn.Linear(3, 2)
+    assert keep_if_best(tmp_path, "t1", "gd", 0.3, model)  # the first of its method
     _done(tmp_path, "t1", "gd", 0.3)
     _done(tmp_path, "t2", "ssd", -5.0)  # another method's better trial does not count
     assert keep_if_best(tmp_path, "t3", "gd", 0.1, model) and model_path(tmp_path, "t3").is_file()
+    assert not model_path(tmp_path, "t1").exists()  # beaten: its weights are dropped at once
+    _done(tmp_path, "t3", "gd", 0.1)
     assert not keep_if_best(tmp_path, "t4", "gd", 0.4, model) and not model_path(tmp_path, "t4").exists()
     assert not keep_if_best(tmp_path, "t5", "gd", math.nan, model)
     assert keep_if_best(tmp_path, "t6", "ga", math.nan, model)  # the first of its method

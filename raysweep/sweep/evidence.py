@@ -52,27 +52,20 @@ def _objective(report: dict) -> float:
     return float(v) if v is not None and math.isfinite(float(v)) else math.inf
 
 
-def best_trials(reports: dict[str, dict]) -> dict[str, str]:
-    """method -> trial_id of its lowest objective among finished trials (ties: the first id, as the
-    export's is_best)."""
-    best: dict[str, tuple[float, str]] = {}
-    for tid, r in sorted(reports.items()):
-        m, obj = r.get("method"), _objective(r)
-        if m is not None and (m not in best or obj < best[m][0]):
-            best[m] = (obj, tid)
-    return {m: tid for m, (_, tid) in best.items()}
-
-
 def keep_if_best(root: str | Path, trial_id: str, method: str, objective: float, model) -> bool:
     """Save the final weights of a trial that is at least as good as every finished trial of its
-    method so far (two trials finishing at once may both save; the driver prunes after the search)."""
-    others = [_objective(r) for tid, r in finished_reports(root).items()
-              if r.get("method") == method and tid != trial_id]
+    method so far, and drop the weights of that method's finished trials it beats (two trials
+    finishing at once may both keep theirs; the driver prunes after the search)."""
+    mine = {tid: _objective(r) for tid, r in finished_reports(root).items()
+            if r.get("method") == method and tid != trial_id}
     obj = objective if objective is not None and math.isfinite(objective) else math.inf
-    if others and obj > min(others):
+    if mine and obj > min(mine.values()):
         return False
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     atomic_write(model_path(root, trial_id), lambda tmp: torch.save(state, tmp))
+    for tid, o in mine.items():
+        if o > obj:
+            model_path(root, tid).unlink(missing_ok=True)
     return True
 
 
@@ -91,10 +84,12 @@ def read_evidence(root: str | Path) -> dict[str, dict]:
 def full_evidence(specs: dict, method: str, weights: str) -> dict:
     """The full evaluation of saved weights, as a trial's final report under `--evidence all`
     (runs in a Ray task; `specs`: the sweep's per-method TrialSpecs)."""
+    from ..registry import load_plugins
     from ..scenario import scenario_model
     from .trainable import load_scenario_for_trial
 
     spec = specs[method]
+    load_plugins(spec.plugins)  # a plug-in attack or model registers itself in this worker too
     t = time.perf_counter()
     torch.set_num_threads(max(1, spec.threads))
     scen = load_scenario_for_trial(spec)
@@ -108,36 +103,47 @@ def full_evidence(specs: dict, method: str, weights: str) -> dict:
 
 
 def complete_evidence(root: str | Path, specs: dict, res: dict, say=print) -> dict:
-    """After the search: evaluate each method's best finished trial in full (skipping those already
-    done), in parallel as Ray tasks with a trial's resources; then drop the weights of every trial
-    that is not a method's best. Returns {"trials": n evaluated, "wall_s": seconds}."""
+    """After the search: evaluate each method's best finished trial in full (the export's is_best,
+    so the two never disagree; those already done are skipped), in parallel as Ray tasks with a
+    trial's resources; then drop the weights of every other trial. A failed evaluation is one
+    warning: that row keeps the search's figures only. Returns {"trials": n evaluated, "wall_s"}."""
     import ray
 
+    from ..results import load_tables
+
     t0 = time.perf_counter()
-    reports = finished_reports(root)
-    best = best_trials(reports)
+    trials, _, _ = load_tables(root)
+    best = trials[(trials.status == "finished") & trials.is_best.astype(bool)]
     have = read_evidence(root)
-    todo = {tid: m for m, tid in best.items() if tid not in have and m in specs and reports[tid].get("evidence") == "deferred"}
-    missing = [tid for tid in todo if not model_path(root, tid).is_file()]
-    for tid in missing:  # its weights are gone (deleted by hand): the report re-runs it instead
-        say(f"[sweep] {todo.pop(tid)}: the best trial {tid} kept no weights; its evidence is missing")
+    todo = {r.trial_id: r.method for r in best.itertuples()
+            if r.trial_id not in have and r.method in specs and getattr(r, "evidence", None) == "deferred"}
+    for tid in [t for t in todo if not model_path(root, t).is_file()]:
+        say(f"[sweep] {todo.pop(tid)}: the best trial {tid} kept no weights, so its row has no test-set figures "
+            "(`raysweep report --seeds N` re-runs its configuration)")
+    done = 0
     if todo:
         task = ray.remote(num_cpus=res["cpu"], num_gpus=res["gpu"], max_retries=1)(full_evidence)
         shared = ray.put(specs)  # the scenario bundle goes into the object store once
         refs = {tid: task.remote(shared, m, str(model_path(root, tid))) for tid, m in todo.items()}
         for tid, ref in refs.items():
-            atomic_write_text(evidence_path(root, tid), json.dumps(ray.get(ref), default=float))
-    keep = set(best.values())
+            try:
+                atomic_write_text(evidence_path(root, tid), json.dumps(ray.get(ref), default=float))
+                done += 1
+            except Exception as e:  # noqa: BLE001 - one method's evidence must not lose the sweep
+                say(f"[sweep] {todo[tid]}: the full evaluation of {tid} failed ({str(e).strip().splitlines()[-1]}); "
+                    "its row keeps the search's figures only")
+    keep = set(best.trial_id)
     folder = Path(root) / "models"
     for f in folder.glob("*.pt") if folder.is_dir() else []:
         if f.stem not in keep:
             f.unlink(missing_ok=True)
-    return {"trials": len(todo), "wall_s": time.perf_counter() - t0}
+    return {"trials": done, "wall_s": time.perf_counter() - t0}
 
 
 def merged(report: dict, evidence: dict | None) -> dict:
-    """A trial's last report with its after-search evidence (the evidence's figures win)."""
+    """A trial's last report with its after-search evidence added (the figures the search saw, such
+    as the tuning half's, stay as the trial reported them)."""
     if not evidence or not report.get("final"):
         return report
-    return {**report, **evidence}
+    return {**evidence, **report}
 

@@ -51,8 +51,9 @@ def _check_resume(saved: dict, cfg: SweepConfig, scen_hash: str) -> None:
         raise RaysweepError(f"--resume: the sweep {cfg.name} was run on scenario {saved['scenario']}, "
                             f"not {scen_hash}: pass the same --scenario or a new --name")
     for f in RESUME_FIELDS:
-        if saved["config"].get(f) != getattr(cfg, f):
-            raise ConfigError(f, getattr(cfg, f), f"{saved['config'].get(f)!r} as when the sweep {cfg.name} started "
+        was = saved["config"].get(f, getattr(SweepConfig, f, None))  # a field added later: its default
+        if was != getattr(cfg, f):
+            raise ConfigError(f, getattr(cfg, f), f"{was!r} as when the sweep {cfg.name} started "
                               "(drop the option or start a new --name)")
 
 
@@ -130,10 +131,12 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool
     except KeyboardInterrupt:
         cut = True
     search_wall = time.perf_counter() - t0
-    ev = complete_evidence(root, specs, res, _say)  # each method's best trial, in full (evidence.py)
+    cut = cut or any(e["status"] == "running" for e in read_ledger(root).values())  # an interrupted fit left it so
+    ev = {"trials": 0, "wall_s": 0.0}
+    if not cut:  # each method's best trial, in full (evidence.py); a resumed sweep does it when it ends
+        ev = complete_evidence(root, specs, res, _say)
     wall = time.perf_counter() - t0
     ledger = read_ledger(root)
-    cut = cut or any(e["status"] == "running" for e in ledger.values())  # an interrupted fit left it so
     for m in cfg.methods:
         ended = [e for e in ledger.values() if e["method"] == m]
         counts = {s: sum(e["status"] == s for e in ended) for s in ("finished", "stopped", "errored")}

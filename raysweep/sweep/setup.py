@@ -77,7 +77,7 @@ class SweepConfig:
 
 
 RESUME_FIELDS = ("methods", "trials", "budget", "multi_objective", "tolerance", "seed", "checkpoint_every",
-                 "asha_grace", "optuna_storage")
+                 "asha_grace", "optuna_storage", "evidence")
 
 
 def _say(msg: str) -> None:
