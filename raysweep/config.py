@@ -157,10 +157,11 @@ PRESETS: dict[str, dict] = {
                     "train_size": 1000, "train": {"epochs": 12, "batch_size": 32}, "val_size": 200},
     # The paper's vision setting (a GPU job): ResNet-18 on full CIFAR-10, 1.5 % Gaussian poisons.
     # The language-model track on CPUs: the bundled IMDb subset, a tiny GPT-2, Gaussian noise
-    # (eps = 0.1) on the token embeddings of 10 % of the reviews (the pilot in docs/text.md).
+    # (eps = 0.15) on the token embeddings of 1,000 reviews, 8 epochs: the poison shows on the
+    # held-out half on every pilot seed (docs/decisions.md "Presets over seeds"; docs/text.md).
     "imdb-tiny": {"name": "imdb-tiny", "dataset": "imdb-mini", "dataset_params": {"max_length": 128},
-                  "model": "gpt2-tiny", "attack_params": {"k": 500, "eps": 0.1}, "val_size": 500,
-                  "train": {"optimizer": "adamw", "lr": 1e-3, "epochs": 6, "batch_size": 32, "weight_decay": 0.01,
+                  "model": "gpt2-tiny", "attack_params": {"k": 1000, "eps": 0.15}, "val_size": 500,
+                  "train": {"optimizer": "adamw", "lr": 1e-3, "epochs": 8, "batch_size": 32, "weight_decay": 0.01,
                             "warmup_epochs": 0.5}},
     # The text trigger backdoor on the CPU: imdb-tiny's data, model and recipe, "cf mn bb" in 5 % of the
     # reviews relabelled positive (docs/text.md; docs/decisions.md "Presets over seeds").

@@ -35,7 +35,7 @@ import pandas as pd
 from .artifacts import atomic_write_table, atomic_write_text
 from .errors import RaysweepError
 from .sweep.evidence import merged, read_evidence
-from .sweep.ledger import read_ledger
+from .sweep.ledger import read_ledger, replay_final
 
 # keys of a report that are bookkeeping (Ray's own, or the trainable's), not figures of the model
 NOT_FIGURES = {"trial_id", "timestamp", "checkpoint_dir_name", "done", "training_iteration", "date",
@@ -129,6 +129,26 @@ def load_results(sweep: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return trials, hist
 
 
+def _trial_sources(sweep: Path, meta: dict, ledger: dict):
+    """(method, trial_id, params, reports of the last attempt, attempts, error file or None) of every
+    trial: those of the Tune experiment, then those finished just before a killed driver's last
+    snapshot (ledger `lost`, final report in done/: the resumed experiment never knew them)."""
+    seen = set()
+    for method, tdir in trial_dirs(sweep, meta):
+        params = json.loads((tdir / "params.json").read_text())
+        params.pop("method", None)
+        results, n_attempts = last_attempt(_read_results(tdir))
+        trial_id = results[-1]["trial_id"] if results else tdir.name  # no report: the folder names it
+        seen.add(trial_id)
+        err_f = tdir / "error.txt"
+        yield method, trial_id, params, results, n_attempts, err_f if err_f.is_file() else None
+    for trial_id, entry in ledger.items():
+        done = replay_final(sweep, trial_id) if entry.get("status") == "lost" and trial_id not in seen else None
+        if done and entry.get("method") in meta["spaces"]:
+            params = {"cap_share": (done.get("hparams") or {}).get("cap_share", 1.0)}
+            yield entry["method"], trial_id, params, [done], 1, None
+
+
 def _reference_effect(meta: dict, ref: str, m: dict) -> float | None:
     """θ_initial's / θ_retrain's poison effect, as the sweep's attack defines it."""
     from .attacks import ATTACKS
@@ -156,12 +176,7 @@ def load_tables(sweep: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
     for ref, sc in (meta.get("reference_scores") or {}).items():
         for i, (v, c) in enumerate(zip(sc["scores"], sc["control"])):
             scores.append((meta["name"], ref, ref, i, "holdout" if i in hold_set else "tune", v, c))
-    for method, tdir in trial_dirs(sweep, meta):
-        params = json.loads((tdir / "params.json").read_text())
-        params.pop("method", None)
-        results, n_attempts = last_attempt(_read_results(tdir))
-        trial_id = results[-1]["trial_id"] if results else tdir.name  # no report: the folder names it
-        err_f = next((f for f in (tdir / "error.txt",) if f.is_file()), None)
+    for method, trial_id, params, results, n_attempts, err_f in _trial_sources(sweep, meta, ledger):
         last = merged(results[-1], evidence.get(trial_id)) if results else {}
         entry = ledger.get(trial_id, {})
         # the status the trial ended with (the driver's ledger); without one: a final report is a

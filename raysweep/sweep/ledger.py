@@ -1,7 +1,8 @@
 """What the sweep driver saw happen to each trial, kept beside Ray's own files.
 
 `<sweep>/ledger/<trial_id>.json` (written atomically by the driver, one file per trial):
-    trial_id, method, status (running | finished | stopped | errored), started, ended (Unix seconds),
+    trial_id, method, status (running | finished | stopped | errored | lost: its driver died and the
+    resumed experiment never knew it), started, ended (Unix seconds),
     attempts (1 + retries: a raise or a lost node), errors (the failures the retries recovered from).
 A trial's status is the one it ended with: a trial that raised once and then finished is
 `finished`, with attempts = 2. Ray keeps the earlier failure in the trial's `error.txt` either way,
@@ -35,6 +36,19 @@ def read_ledger(root: str | Path) -> dict[str, dict]:
             continue
         out[entry["trial_id"]] = entry
     return out
+
+
+def mark_lost(root: str | Path) -> int:
+    """Before a resume: every trial still `running` is marked `lost` (its driver died). A trial the
+    restored experiment runs again becomes `running` at its start; one the experiment never saved
+    (started just before a SIGKILL) stays `lost` and does not make the resumed sweep look cut.
+    Returns how many were marked."""
+    n = 0
+    for tid, entry in read_ledger(root).items():
+        if entry.get("status") == "running":
+            atomic_write_text(_path(Path(root), tid), json.dumps({**entry, "status": "lost"}))
+            n += 1
+    return n
 
 
 def trial_ledger(root: str | Path, method_of):

@@ -25,7 +25,7 @@ from ..scenario import Scenario, derive_seed, versions
 from ..unlearn import METHODS
 from .dispatch import MethodDispatchScheduler, MethodDispatchSearch
 from .evidence import complete_evidence
-from .ledger import read_ledger, trial_ledger
+from .ledger import mark_lost, read_ledger, trial_ledger
 from .setup import (  # noqa: F401  (re-exported: the sweep's public API lives here)
     RESUME_FIELDS,
     SweepConfig,
@@ -121,6 +121,7 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool
     if cfg.mlflow:
         callbacks.append(mlflow_callback(cfg.mlflow, cfg.name, method_of=_method_of, tags={"sweep": cfg.name}))
     if resume and tune.Tuner.can_restore(str(path)):
+        mark_lost(root)  # what the killed driver left `running`; the restored trials start again
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=False)
     else:
         tuner = _new_tuner(tune, trainable, spaces, cfg, root, callbacks, storage, slots)
