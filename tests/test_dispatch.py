@@ -77,7 +77,7 @@ def test_trials_of_different_methods_share_the_slots(ray_local, prepared_tiny, t
     root, _ = prepared_tiny
     scen = Scenario.load(LocalStore(root), tiny_cfg)
     cfg = SweepConfig(methods=["gd", "ssd", "cfk"], trials=2, name="mixed", storage_path=str(tmp_path),
-                      budget=0.1, checkpoint_every=0.25)
+                      budget=0.1, checkpoint_every=0.25, evidence="all")  # every trial evaluated in full
     sweep, complete = run_sweep(scen, cfg, str(root))
     assert complete
     trials, hist, _ = load_tables(sweep)
@@ -94,5 +94,9 @@ def test_trials_of_different_methods_share_the_slots(ray_local, prepared_tiny, t
     use = json.loads((sweep / "utilisation.json").read_text())[-1]
     assert use["slots"] == 2 and 0 < use["busy_share"] <= 1.0 + 1e-6 and 0 <= use["eval_share"] < 1
     assert (runs.eval_s >= 0).all() and pd.api.types.is_numeric_dtype(runs.unlearn_wall_s)
+    finished = runs[runs.status == "finished"]
+    assert (finished.evidence == "trial").all() and finished.test_acc.notna().all()
+    assert finished.holdout_z.notna().all() and not (sweep / "models").exists()
+    assert use["evidence_trials"] == 0
     for m, g in hist.groupby("method"):  # each trial's history is its own method's
         assert set(g.trial_id) <= set(runs[runs.method == m].trial_id)

@@ -39,6 +39,7 @@ BAD_INPUTS = [  # (argv after the verb's store, the field the one-line message m
     (["sweep", "--trials", "0"], "trials"),
     (["sweep", "--methods", "gd,nosuch"], "methods"),
     (["sweep", "--budget", "1.5"], "budget"),
+    (["sweep", "--evidence", "some"], "evidence"),
     (["sweep", "--device", "cpu", "--gpus-per-trial", "0.5"], "gpus_per_trial"),
     (["sweep", "--address", "127.0.0.1:1"], "address"),
     (["sweep", "--address", "nonsense"], "address"),
