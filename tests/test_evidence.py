@@ -7,7 +7,7 @@ import torch
 
 from raysweep.artifacts import LocalStore, atomic_write_text
 from raysweep.scenario import Scenario
-from raysweep.sweep.evidence import full_evidence, keep_if_best, model_path
+from raysweep.sweep.evidence import evaluate_weights, full_evidence, keep_if_best, model_path
 from raysweep.sweep.ledger import done_path
 from raysweep.sweep.trainable import TrialSpec
 from raysweep.unlearn.session import unlearn_scenario
@@ -40,7 +40,8 @@ def test_full_evidence_of_saved_weights_equals_the_in_trial_evaluation(prepared_
     assert keep_if_best(tmp_path, "t1", "gd", 0.0, res.model)
     spec = TrialSpec(method="gd", budget=0.05, floor=0.0, store=LocalStore(root), scenario_hash=scen.hash,
                      threads=torch.get_num_threads())  # same threads: the same float sums
-    got = full_evidence({"gd": spec}, "gd", str(model_path(tmp_path, "t1")))
+    got = full_evidence({"gd": spec}, "gd", str(model_path(tmp_path, "t1")))  # as a Ray task runs it
+    assert evaluate_weights(scen, str(model_path(tmp_path, "t1"))).keys() == got.keys()  # as the driver does
     for key, value in want.items():
         if isinstance(value, float) and math.isnan(value):
             assert got[key] is None

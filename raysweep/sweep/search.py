@@ -135,7 +135,8 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool
     cut = cut or any(e["status"] == "running" for e in read_ledger(root).values())  # an interrupted fit left it so
     ev = {"trials": 0, "wall_s": 0.0}
     if not cut:  # each method's best trial, in full (evidence.py); a resumed sweep does it when it ends
-        ev = complete_evidence(root, specs, res, _say)
+        local = not cfg.address and not res["gpu"]  # the driver holds the scenario: no worker to start
+        ev = complete_evidence(root, specs, res, _say, scen if local else None)
     wall = time.perf_counter() - t0
     ledger = read_ledger(root)
     for m in cfg.methods:
