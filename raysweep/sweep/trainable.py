@@ -44,7 +44,7 @@ class TrialSpec:
     floor: float                    # val accuracy the objective demands (retrain val_acc - tolerance)
     seed: int = 0
     fixed: dict = field(default_factory=dict)
-    checkpoint_every: float = CHECKPOINT_EVERY  # report every this share of the trial's budget
+    checkpoint_every: float = CHECKPOINT_EVERY  # report every this share of the sweep's cap (ASHA's step)
     threads: int = 1
     device: str = "cpu"
     bundle: dict | None = None      # {"manifest", "tensors"}: the artifact, through the object store
@@ -111,7 +111,10 @@ def unlearn_trial(config: dict, specs: dict[str, TrialSpec]) -> None:
                      "method": spec.method, "eval_s": eval_s[0]})
         return False
 
-    res = unlearn_scenario(scen, spec.method, budget, params, spec.seed, on_checkpoint, spec.checkpoint_every)
+    # checkpoints at multiples of checkpoint_every x the sweep's cap (ASHA's steps), not of this trial's
+    # own budget: a trial with a small cap_share evaluates less often instead of as often (docs/performance.md)
+    every = min(1.0, spec.checkpoint_every / share) if share > 0 else 1.0
+    res = unlearn_scenario(scen, spec.method, budget, params, spec.seed, on_checkpoint, every)
     t = time.perf_counter()
     deferred = spec.evidence == "best" and spec.sweep_root is not None
     if deferred:  # what the search needs; the verdict's evidence comes after the search (evidence.py)
