@@ -89,7 +89,7 @@ def test_an_interrupted_sweep_resumes_and_keeps_finished_trials(prepared_tiny, t
     second finished trial, so a fast machine cannot finish all trials before the interrupt lands.
     """
     root, _ = prepared_tiny
-    total = 12
+    total = 8
     argv = [sys.executable, "-m", "raysweep.cli", "sweep", "--scenario", "tiny", "--store", str(root), "--methods",
             "ssd", "--trials", str(total), "--max-concurrent", "1", "--budget", "0.1", "--name", "cut",
             "--storage-path", str(tmp_path), "--device", "cpu"]

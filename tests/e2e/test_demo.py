@@ -9,11 +9,12 @@ import pytest
 
 
 @pytest.mark.slow
-def test_demo_pipeline_on_the_tiny_scenario(tmp_path):
+def test_demo_pipeline_on_the_tiny_scenario(prepared_tiny):
+    store, _ = prepared_tiny  # the session's tiny scenario: the demo's prepare is the cache hit a second run sees
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     out = subprocess.run([sys.executable, "-m", "raysweep.cli", "demo", "--scenario", "tiny", "--trials", "1",
-                          "--store", str(tmp_path), "--device", "cpu"], env=env, capture_output=True, text=True,
+                          "--store", str(store), "--device", "cpu"], env=env, capture_output=True, text=True,
                          timeout=900, cwd=Path(__file__).parents[2])
     assert out.returncode == 0, out.stderr[-3000:]
     report = Path(out.stdout.strip().splitlines()[-1].split("report: ")[-1])
