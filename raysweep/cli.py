@@ -84,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"accuracy floor below θ_retrain (default {D.tolerance})")
     p.add_argument("--seed", type=int, default=0, help="searcher and unlearning seed")
     p.add_argument("--checkpoint-every", type=float, default=D.checkpoint_every,
-                   help=f"evaluate and report every this share of the budget (default {D.checkpoint_every})")
-    p.add_argument("--evidence", default="best", metavar="best|all",
+                   help=f"evaluate and report every this share of the budget cap (default {D.checkpoint_every})")
+    p.add_argument("--evidence", default=D.evidence, metavar="best|all",
                    help="full evaluation (test set, MIA, held-out poisons) of each method's best trial after the "
                         "search (best, default), or inside every trial (all)")
     p.add_argument("--optuna-storage", default=None, metavar="URL",

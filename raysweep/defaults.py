@@ -5,15 +5,16 @@ Where a default comes from: docs/decisions.md (scenario), docs/sweep.md (search)
 """
 from __future__ import annotations
 
-from .errors import check_number
+from .errors import ConfigError, check_number
 
 BUDGET = 0.1            # unlearning compute cap, a fraction of θ_initial's training compute
 TRIALS = 8              # trials per method in `raysweep sweep`
+EVIDENCE = "best"       # full evaluation of each method's best trial after the search ("all": in every trial)
 DEMO_TRIALS = 4         # trials per method in `raysweep demo` (README: its measured time)
 TOLERANCE = 0.02        # accuracy floor: θ_retrain's accuracy minus this
 ALPHA = 0.05            # family-wise level of the verdict's tests
 MARGIN = 0.5            # δ: "removes" = effect shown below δ x θ_initial's (docs/verdict.md)
-CHECKPOINT_EVERY = 0.25  # a sweep trial evaluates and reports every this share of its budget
+CHECKPOINT_EVERY = 0.25  # a sweep trial evaluates and reports every this share of the sweep's cap
 ASHA_GRACE = 0.25       # the share of the budget a trial runs before ASHA may stop it
 CHECKPOINT_POISONS = 250  # tuning-half poisons a budget checkpoint scores (the final report: all of them)
 CURVE_BUDGETS = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0)  # `raysweep curve`: up to retraining's compute
@@ -25,6 +26,12 @@ RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_ENA
 def check_budget(value, field: str = "budget") -> float:
     """The one valid range of a budget: (0, 1], a fraction of θ_initial's training compute."""
     return check_number(field, value, lo=0, hi=1, lo_open=True, what="a fraction of θ_initial's training compute")
+
+
+def check_evidence(value, field: str = "evidence") -> str:
+    if value not in ("best", "all"):
+        raise ConfigError(field, value, "best (each method's best trial, after the search) or all")
+    return value
 
 
 def check_checkpoint_every(value, field: str = "checkpoint_every") -> float:

@@ -24,8 +24,7 @@ from pathlib import Path
 import torch
 
 from ..artifacts import atomic_write, atomic_write_text
-
-MODES = ("best", "all")
+from .ledger import read_records
 
 
 def model_path(root: str | Path, trial_id: str) -> Path:
@@ -34,18 +33,6 @@ def model_path(root: str | Path, trial_id: str) -> Path:
 
 def evidence_path(root: str | Path, trial_id: str) -> Path:
     return Path(root) / "evidence" / f"{trial_id}.json"
-
-
-def finished_reports(root: str | Path) -> dict[str, dict]:
-    """trial_id -> final report of every finished trial (the done/ records)."""
-    folder = Path(root) / "done"
-    out = {}
-    for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            out[f.stem] = json.loads(f.read_text())
-        except json.JSONDecodeError:
-            continue
-    return out
 
 
 def _objective(report: dict) -> float:
@@ -57,9 +44,9 @@ def keep_if_best(root: str | Path, trial_id: str, method: str, objective: float,
     """Save the final weights of a trial that is at least as good as every finished trial of its
     method so far, and drop the weights of that method's finished trials it beats (two trials
     finishing at once may both keep theirs; the driver prunes after the search)."""
-    mine = {tid: _objective(r) for tid, r in finished_reports(root).items()
+    mine = {tid: _objective(r) for tid, r in read_records(Path(root) / "done").items()
             if r.get("method") == method and tid != trial_id}
-    obj = objective if objective is not None and math.isfinite(objective) else math.inf
+    obj = _objective({"objective": objective})
     if mine and obj > min(mine.values()):
         return False
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -72,27 +59,27 @@ def keep_if_best(root: str | Path, trial_id: str, method: str, objective: float,
 
 def read_evidence(root: str | Path) -> dict[str, dict]:
     """trial_id -> the full evaluation done after the search."""
-    folder = Path(root) / "evidence"
-    out = {}
-    for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            out[f.stem] = json.loads(f.read_text())
-        except json.JSONDecodeError:
-            continue
-    return out
+    return read_records(Path(root) / "evidence")
 
 
-def evaluate_weights(scen, weights: str) -> dict:
-    """The full evaluation of saved weights on `scen`, as a trial's final report under `--evidence all`."""
-    from ..scenario import scenario_model
-
-    t = time.perf_counter()
-    model = scenario_model(scen.cfg, scen.data, scen.device, torch.load(weights, map_location="cpu"))
+def full_evaluation(scen, model) -> dict:
+    """The verdict's evidence of `model`: every figure of `Scenario.evaluate`, with the held-out half's
+    per-poison scores (histograms and the verdict) for noise attacks."""
     metrics, scores = scen.scored(model)
     held = scen.holdout_scores(scores)
     if held:
         metrics["holdout_scores"], metrics["holdout_control_scores"] = held["scores"], held["control"]
-    metrics = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
+    return metrics
+
+
+def evaluate_weights(scen, weights: str) -> dict:
+    """`full_evaluation` of saved weights on `scen` (NaN as None, for JSON)."""
+    from ..scenario import scenario_model
+
+    t = time.perf_counter()
+    model = scenario_model(scen.cfg, scen.data, scen.device, torch.load(weights, map_location="cpu"))
+    metrics = {k: (None if isinstance(v, float) and math.isnan(v) else v)
+               for k, v in full_evaluation(scen, model).items()}
     return {**metrics, "evidence_eval_s": time.perf_counter() - t}
 
 

@@ -25,17 +25,22 @@ def _path(root: Path, trial_id: str) -> Path:
     return Path(root) / "ledger" / f"{trial_id}.json"
 
 
-def read_ledger(root: str | Path) -> dict[str, dict]:
-    """trial_id -> its ledger entry ({} for a sweep written before the ledger existed)."""
+def read_records(folder: str | Path) -> dict[str, dict]:
+    """<trial_id>.json files of a sweep folder (ledger/, done/, evidence/) -> {trial_id: record};
+    {} without the folder; a file cut by a kill is skipped."""
     out = {}
-    folder = Path(root) / "ledger"
+    folder = Path(folder)
     for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
-            entry = json.loads(f.read_text())
+            out[f.stem] = json.loads(f.read_text())
         except json.JSONDecodeError:
             continue
-        out[entry["trial_id"]] = entry
     return out
+
+
+def read_ledger(root: str | Path) -> dict[str, dict]:
+    """trial_id -> its ledger entry ({} for a sweep written before the ledger existed)."""
+    return read_records(Path(root) / "ledger")
 
 
 def mark_lost(root: str | Path) -> int:

@@ -38,7 +38,7 @@ class SweepConfig:
     device: str = "auto"             # cpu: trials never take a GPU, whatever the cluster has
     optuna_storage: str | None = None  # keep each method's Optuna study there (sqlite:///sweeps.db, ...)
     mlflow: str | None = None        # log every trial to this MLflow tracking URI (a folder or a server)
-    evidence: str = "best"           # full evaluation: of each method's best trial after the search, or of "all"
+    evidence: str = D.EVIDENCE       # full evaluation: of each method's best trial after the search, or of "all"
 
     def check(self) -> "SweepConfig":
         from ..config import check_name
@@ -63,8 +63,7 @@ class SweepConfig:
         D.check_tolerance(self.tolerance)
         check_number("seed", self.seed, lo=0, integer=True)
         check_number("asha_grace", self.asha_grace, lo=0, hi=1, lo_open=True, what="a share of the budget")
-        if self.evidence not in ("best", "all"):
-            raise ConfigError("evidence", self.evidence, "best (each method's best trial, after the search) or all")
+        D.check_evidence(self.evidence)
         return self
 
     def slots(self, have: dict) -> int:

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 import torch
 
 from ..artifacts import Store
-from ..defaults import CHECKPOINT_EVERY, CHECKPOINT_POISONS
+from ..defaults import CHECKPOINT_EVERY, CHECKPOINT_POISONS, EVIDENCE
 from ..registry import load_plugins
 from ..scenario import Scenario
 from ..unlearn.session import unlearn_scenario
-from .evidence import keep_if_best
+from .evidence import full_evaluation, keep_if_best
 from .ledger import record_final, replay_final
 from .objective import DIVERGED, objective
 
@@ -53,7 +53,7 @@ class TrialSpec:
     data_dir: str | None = None
     sweep_root: str | None = None   # the sweep directory (its done/ markers make a finished trial replayable)
     plugins: str = ""               # the driver's plug-ins ($RAYSWEEP_PLUGINS form), loaded by each trial first
-    evidence: str = "best"          # best: full evaluation after the search, of the best trials only (evidence.py)
+    evidence: str = EVIDENCE        # best: full evaluation after the search, of the best trials only (evidence.py)
 
 
 def load_scenario_for_trial(spec: TrialSpec) -> Scenario:
@@ -117,13 +117,8 @@ def unlearn_trial(config: dict, specs: dict[str, TrialSpec]) -> None:
     res = unlearn_scenario(scen, spec.method, budget, params, spec.seed, on_checkpoint, every)
     t = time.perf_counter()
     deferred = spec.evidence == "best" and spec.sweep_root is not None
-    if deferred:  # what the search needs; the verdict's evidence comes after the search (evidence.py)
-        final, scores = scen.scored(res.model, parts=("tune",), full=False)
-    else:
-        final, scores = scen.scored(res.model)
-        held = scen.holdout_scores(scores)  # per-poison scores of the held-out half: histograms and the verdict
-        if held:
-            final["holdout_scores"], final["holdout_control_scores"] = held["scores"], held["control"]
+    # what the search needs; the verdict's evidence comes after the search (evidence.py) or here
+    final = scen.evaluate(res.model, parts=("tune",), full=False) if deferred else full_evaluation(scen, res.model)
     eff = attack.effect(final, refs)
     obj = objective(eff, final["val_acc"], spec.floor, res.diverged)
     if deferred:
