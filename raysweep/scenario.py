@@ -255,12 +255,14 @@ def prepare(cfg: ScenarioConfig, store: Store | str, device: torch.device | str 
     tensors = {"initial.safetensors": weights["initial"], "retrain.safetensors": weights["retrain"],
                "poison.safetensors": poison_file}
     scen = Scenario._assemble(cfg, manifest, tensors, device, data, attack, ps)
-    metrics = {}
-    for which in ("initial", "retrain"):
+    metrics, ref_scores = {}, {}
+    for which, ref in (("initial", "none"), ("retrain", "retrain")):
         t1 = time.perf_counter()
-        metrics[which] = scen.evaluate(scen.new_model(which))
+        metrics[which], scores = scen.scored(scen.new_model(which))
+        if scores:  # every poison's score and its control's: each sweep's references, computed once here
+            ref_scores[ref] = {k: [round(float(v), 5) for v in scores[k]] for k in ("scores", "control")}
         wall[f"evaluate_{which}_s"] = round(time.perf_counter() - t1, 2)
-    manifest["metrics"] = metrics
+    manifest["metrics"], manifest["reference_scores"] = metrics, ref_scores  # {} for an attack without noise
 
     staged = store.staging(key)
     try:

@@ -72,3 +72,16 @@ def test_seeded_init_is_reproducible():
     a = build_model("resnet9", 10, (3, 32, 32), seed=3, width=4).state_dict()
     b = build_model("resnet9", 10, (3, 32, 32), seed=3, width=4).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_deterministic_algorithms_are_on_without_importing_the_compiler():
+    """The flag `raysweep` sets on a CPU (warn-only determinism), and none of the 3-4 s the public
+    `use_deterministic_algorithms` spends importing torch's compiler at every command's start."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from raysweep.runtime import deterministic; deterministic('cpu'); "
+            "print(torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(), "
+            "'torch._inductor' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "False"]

@@ -42,6 +42,16 @@ def test_loaded_scenario_reproduces_the_manifest_metrics(prepared_tiny, tiny_cfg
     m = scen.evaluate(scen.new_model("initial"))
     for key in ("test_acc", "gus", "z", "mia_tpr", "control_z"):
         assert m[key] == pytest.approx(manifest["metrics"]["initial"][key], rel=1e-9, abs=1e-12)
+    # the per-poison reference scores each sweep reads from the manifest are what it would compute
+    from raysweep.sweep.search import reference_scores
+
+    kept = reference_scores(scen)
+    assert set(kept) == {"none", "retrain"} and len(kept["none"]["scores"]) == manifest["k"]
+    scen.manifest = {k: v for k, v in scen.manifest.items() if k != "reference_scores"}  # a scenario from before
+    fresh = reference_scores(scen)
+    for ref in ("none", "retrain"):
+        for part in ("scores", "control"):
+            assert kept[ref][part] == pytest.approx(fresh[ref][part], abs=2e-5)
 
 
 def test_same_seed_gives_identical_metrics_and_weights(prepared_tiny, tiny_cfg, tmp_path):

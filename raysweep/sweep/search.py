@@ -178,7 +178,10 @@ def utilisation(root: Path, ledger: dict, slots: int, wall0: float, wall: float,
 
 
 def reference_scores(scen: Scenario) -> dict:
-    """Per-sample GUS scores of θ_initial and θ_retrain (all k poisons) and their fresh-noise controls."""
+    """Per-sample GUS scores of θ_initial and θ_retrain (all k poisons) and their fresh-noise controls:
+    from the scenario's manifest (`prepare` keeps them), computed here for a scenario prepared before."""
+    if "reference_scores" in scen.manifest:
+        return scen.manifest["reference_scores"]
     out = {}
     for ref, which in (("none", "initial"), ("retrain", "retrain")):
         _, scores = scen.scored(scen.new_model(which), parts=("all",), full=False)
