@@ -128,9 +128,10 @@ def main() -> None:
     stopped = sum(r["status"] == "stopped" for r in runs)
     # (a) - (c) in slot-seconds, by where it went (each part x the slots it held)
     col = lambda k: sum(float(r.get(k) or 0.0) for r in runs if r.get(k) == r.get(k))  # noqa: E731
+    unlearning = col("wall_s") - col("eval_s") - col("final_eval_s")
     ev_s, outside = use.get("evidence_s", 0.0), t_sweep - use["wall_s"] - use.get("evidence_s", 0.0)
     parts = {"checkpoint evaluations": col("eval_s"), "final reports": col("final_eval_s"),
-             "rest of the trials": col("wall_s") - col("eval_s") - col("final_eval_s") - sum(bare),
+             "rest of the trials": unlearning - sum(bare),
              "idle slots in the search": use["available_slot_s"] - use["busy_slot_s"],
              "evidence after the search": ev_s * a.slots, "outside Tune": outside * a.slots}
     rows = [("(a) raysweep sweep", f"{t_sweep:.1f} s", f"{len(runs)} trials, {stopped} stopped early by ASHA"),
@@ -142,6 +143,8 @@ def main() -> None:
             ("slots busy (sweep)", f"{use['busy_share']:.0%}",
              f"{use['busy_slot_s']:.0f} of {use['available_slot_s']:.0f} slot-seconds"),
             ("evaluation share of trial time", f"{use['eval_share']:.1%}", "checkpoint evaluations only"),
+            ("checkpoint evaluation / unlearning", f"{col('eval_s') / unlearning:.1%}",
+             "all trials together (the trials' time less their evaluations)"),
             ("(a) split", f"{use['wall_s']:.1f} + {use.get('evidence_s', 0.0):.1f} + "
              f"{t_sweep - use['wall_s'] - use.get('evidence_s', 0.0):.1f} s",
              f"search in Tune + full evidence of {use.get('evidence_trials', 0)} best trial(s) + the rest "
