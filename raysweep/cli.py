@@ -240,6 +240,7 @@ def _methods(text: str) -> list[str]:
 
 
 def cmd_sweep(args) -> int:
+    import json
     import time
     from pathlib import Path
 
@@ -247,7 +248,15 @@ def cmd_sweep(args) -> int:
     from .config import load_scenario
     from .errors import ConfigError
     from .scenario import Scenario, prepare
-    from .sweep.search import SweepConfig, check_sweep_name_free, init_ray, resources, run_sweep
+    from .sweep.search import (
+        SweepConfig,
+        check_resume,
+        check_sweep_name_free,
+        init_ray,
+        resources,
+        run_sweep,
+        sweep_dir,
+    )
     from .sweep.spaces import load_space
     from .sweep.trackers import check_mlflow_uri, check_optuna_storage
 
@@ -270,6 +279,8 @@ def cmd_sweep(args) -> int:
     device = _setup(args)
     if args.name or args.resume:
         check_sweep_name_free(sweep_cfg, args.resume)
+    if args.resume:  # options that differ from the sweep's own: one line, before Ray starts
+        check_resume(json.loads((sweep_dir(sweep_cfg) / "sweep.json").read_text()), sweep_cfg, cfg.hash())
     init_ray(args.address, None)  # an unreachable --address fails here, in seconds
     resources(sweep_cfg)          # a GPU or CPU request the cluster cannot meet fails here
     prepare(cfg, store, device, args.data_dir)

@@ -81,7 +81,7 @@ def test_deterministic_algorithms_are_on_without_importing_the_compiler():
     import sys
 
     code = ("import sys, torch; from raysweep.runtime import deterministic; deterministic('cpu'); "
-            "print(torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(), "
-            "'torch._inductor' in sys.modules)")
+            "print(torch.are_deterministic_algorithms_enabled(), "
+            "torch.is_deterministic_algorithms_warn_only_enabled(), 'torch._inductor' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "True", "False"]

@@ -44,7 +44,7 @@ from .trainable import TrialSpec, unlearn_trial
 EXPERIMENT = "trials"  # the Tune experiment's folder inside the sweep directory
 
 
-def _check_resume(saved: dict, cfg: SweepConfig, scen_hash: str) -> None:
+def check_resume(saved: dict, cfg: SweepConfig, scen_hash: str) -> None:
     from ..errors import ConfigError
 
     if saved["scenario"] != scen_hash:
@@ -79,7 +79,7 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool
     res = resources(cfg)
     if resume:
         check_sweep_name_free(cfg, True)
-        _check_resume(json.loads((sweep_dir(cfg) / "sweep.json").read_text()), cfg, scen.hash)
+        check_resume(json.loads((sweep_dir(cfg) / "sweep.json").read_text()), cfg, scen.hash)
     elif not auto_name:
         check_sweep_name_free(cfg, False)
     retrain = scen.manifest["metrics"]["retrain"]
