@@ -233,7 +233,7 @@ def section_packing(rep: Report, scen: list[str], store: str, dev: torch.device,
     S = "2 packing"
     end = time.perf_counter() + min(cap_s, rep.left())
     levels = [1, 2] if smoke else PACK_LEVELS
-    trials = 2 if smoke else PACK_TRIALS
+    trials = 1 if smoke else PACK_TRIALS
     budget = 0.1 if smoke else PACK_BUDGET
     if not smoke and not rep.guard(S, "prepare the packing scenario", _prepare_pack, rep, scen, store, dev.type, cwd,
                                    end):

@@ -126,14 +126,27 @@ def main() -> None:
     t_limit = sum(bare) / a.slots
 
     stopped = sum(r["status"] == "stopped" for r in runs)
-    # (a) - (c) in slot-seconds, by where it went (each part x the slots it held)
-    col = lambda k: sum(float(r.get(k) or 0.0) for r in runs if r.get(k) == r.get(k))  # noqa: E731
-    unlearning = col("wall_s") - col("eval_s") - col("final_eval_s")
+    # (a) - (c) in slot-seconds, by where it went; the parts add up to it exactly:
+    # 2 x (a) = slots x (search + evidence + outside Tune), and the search's slot-seconds are the trials' wall
+    # times (evaluations + unlearning) plus the idle ones
+    def col(key: str, method: str | None = None) -> float:
+        return sum(float(r.get(key) or 0.0) for r in runs
+                   if r.get(key) == r.get(key) and method in (None, r["method"]))
+
+    def unlearning(method: str | None = None) -> float:  # the trials' time less their evaluations
+        return col("wall_s", method) - col("eval_s", method) - col("final_eval_s", method)
+
+    def share(method: str | None = None) -> str:
+        u = unlearning(method)
+        return f"{col('eval_s', method) / u:.1%}" if u > 0 else "n/a"
+
     ev_s, outside = use.get("evidence_s", 0.0), t_sweep - use["wall_s"] - use.get("evidence_s", 0.0)
     parts = {"checkpoint evaluations": col("eval_s"), "final reports": col("final_eval_s"),
-             "rest of the trials": unlearning - sum(bare),
-             "idle slots in the search": use["available_slot_s"] - use["busy_slot_s"],
+             "rest of the trials (their unlearning beyond (c)'s re-run, set-up, errored trials)":
+                 unlearning() - sum(bare),
+             "idle slots in the search": use["available_slot_s"] - col("wall_s"),
              "evidence after the search": ev_s * a.slots, "outside Tune": outside * a.slots}
+    methods = sorted({r["method"] for r in runs})
     rows = [("(a) raysweep sweep", f"{t_sweep:.1f} s", f"{len(runs)} trials, {stopped} stopped early by ASHA"),
             ("(b) shell loop of `raysweep unlearn`", "skipped" if a.no_loop else f"{t_loop:.1f} s",
              f"{a.slots} at a time, full budgets"),
@@ -143,12 +156,13 @@ def main() -> None:
             ("slots busy (sweep)", f"{use['busy_share']:.0%}",
              f"{use['busy_slot_s']:.0f} of {use['available_slot_s']:.0f} slot-seconds"),
             ("evaluation share of trial time", f"{use['eval_share']:.1%}", "checkpoint evaluations only"),
-            ("checkpoint evaluation / unlearning", f"{col('eval_s') / unlearning:.1%}",
-             "all trials together (the trials' time less their evaluations)"),
+            ("checkpoint evaluation / unlearning", share(),
+             "all trials together (the trials' time less their evaluations); by method: "
+             + ", ".join(f"{m} {share(m)}" for m in methods)),
             ("(a) split", f"{use['wall_s']:.1f} + {use.get('evidence_s', 0.0):.1f} + "
              f"{t_sweep - use['wall_s'] - use.get('evidence_s', 0.0):.1f} s",
              f"search in Tune + full evidence of {use.get('evidence_trials', 0)} best trial(s) + the rest "
-             "(imports, Ray start, reference scores, export)"),
+             "(imports, Ray start, loading the scenario, export)"),
             ("(a) - (c), slot-seconds", f"{t_sweep * a.slots - sum(bare):.0f}",
              "; ".join(f"{k} {v:.0f}" for k, v in parts.items()))]
     head = (f"scenario {a.scenario} {' '.join(a.overrides)}, methods {a.methods} x {a.trials}, budget {a.budget}, "
@@ -157,7 +171,9 @@ def main() -> None:
                        *(f"| {m} | {v} | {n} |" for m, v, n in rows)])
     print(table)
     if a.out:
-        Path(a.out).write_text(table + "\n")
+        from raysweep.artifacts import atomic_write_text
+
+        atomic_write_text(Path(a.out), table + "\n")
     print(sweep_out.stderr.strip().splitlines()[-1], file=sys.stderr)
 
 

@@ -240,7 +240,6 @@ def _methods(text: str) -> list[str]:
 
 
 def cmd_sweep(args) -> int:
-    import json
     import time
     from pathlib import Path
 
@@ -255,7 +254,6 @@ def cmd_sweep(args) -> int:
         init_ray,
         resources,
         run_sweep,
-        sweep_dir,
     )
     from .sweep.spaces import load_space
     from .sweep.trackers import check_mlflow_uri, check_optuna_storage
@@ -280,7 +278,7 @@ def cmd_sweep(args) -> int:
     if args.name or args.resume:
         check_sweep_name_free(sweep_cfg, args.resume)
     if args.resume:  # options that differ from the sweep's own: one line, before Ray starts
-        check_resume(json.loads((sweep_dir(sweep_cfg) / "sweep.json").read_text()), sweep_cfg, cfg.hash())
+        check_resume(sweep_cfg, cfg.hash())
     init_ray(args.address, None)  # an unreachable --address fails here, in seconds
     resources(sweep_cfg)          # a GPU or CPU request the cluster cannot meet fails here
     prepare(cfg, store, device, args.data_dir)

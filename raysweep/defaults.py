@@ -10,7 +10,7 @@ from .errors import ConfigError, check_number
 BUDGET = 0.1            # unlearning compute cap, a fraction of θ_initial's training compute
 TRIALS = 8              # trials per method in `raysweep sweep`
 EVIDENCE = "best"       # full evaluation of each method's best trial after the search ("all": in every trial)
-DEMO_TRIALS = 4         # trials per method in `raysweep demo` (README: its measured time)
+DEMO_TRIALS = 3         # trials per method in `raysweep demo` (README: its measured time, within 10 minutes)
 TOLERANCE = 0.02        # accuracy floor: θ_retrain's accuracy minus this
 ALPHA = 0.05            # family-wise level of the verdict's tests
 MARGIN = 0.5            # δ: "removes" = effect shown below δ x θ_initial's (docs/verdict.md)

@@ -174,8 +174,13 @@ class Scenario:
 
     def holdout_scores(self, scores: dict) -> dict:
         """The held-out half's scores as rounded lists (JSON), or {} without noise."""
-        rows = self.holdout_rows.long()
-        return {k: [round(float(v), 5) for v in scores[k][rows]] for k in scores}
+        return rounded_scores(scores, self.holdout_rows.long())
+
+
+def rounded_scores(scores: dict, rows: torch.Tensor | None = None) -> dict:
+    """Per-poison scores ({"scores", "control"}: tensors) as lists rounded to 5 decimals, for JSON;
+    only `rows` when given."""
+    return {k: [round(float(v), 5) for v in (t if rows is None else t[rows])] for k, t in scores.items()}
 
 
 def scenario_model(cfg: ScenarioConfig, data: Dataset, device, state: dict | None = None, tag: str = "init"):
@@ -260,7 +265,7 @@ def prepare(cfg: ScenarioConfig, store: Store | str, device: torch.device | str 
         t1 = time.perf_counter()
         metrics[which], scores = scen.scored(scen.new_model(which))
         if scores:  # every poison's score and its control's: each sweep's references, computed once here
-            ref_scores[ref] = {k: [round(float(v), 5) for v in scores[k]] for k in ("scores", "control")}
+            ref_scores[ref] = rounded_scores(scores)
         wall[f"evaluate_{which}_s"] = round(time.perf_counter() - t1, 2)
     manifest["metrics"], manifest["reference_scores"] = metrics, ref_scores  # {} for an attack without noise
 

@@ -75,8 +75,9 @@ def test_seeded_init_is_reproducible():
 
 
 def test_deterministic_algorithms_are_on_without_importing_the_compiler():
-    """The flag `raysweep` sets on a CPU (warn-only determinism), and none of the 3-4 s the public
-    `use_deterministic_algorithms` spends importing torch's compiler at every command's start."""
+    """The flag `raysweep` sets on a CPU (warn-only determinism), without the 3.3 s the public
+    `use_deterministic_algorithms` spends importing torch's compiler (what a command that never
+    trains, such as the sweep's driver, saves)."""
     import subprocess
     import sys
 

@@ -41,7 +41,7 @@ def test_a_toy_attack_and_a_toy_unlearner_run_end_to_end(tmp_path):
     out = json.loads(_cli(["prepare", "--scenario", str(scenario), "--store", str(store), "--json"], env).stdout)
     ini, ret = out["metrics"]["initial"], out["metrics"]["retrain"]
     assert ini["flip_rate"] > ret["flip_rate"]  # the toy attack's own metric, computed by its own evaluate
-    _cli(["sweep", "--scenario", str(scenario), "--store", str(store), "--methods", "gd,ascent_mix", "--trials", "2",
+    _cli(["sweep", "--scenario", str(scenario), "--store", str(store), "--methods", "gd,ascent_mix", "--trials", "1",
           "--budget", "0.05", "--name", "toy", "--checkpoint-every", "0.5"], env)
     sweep = store / "sweeps" / "toy"
     _cli(["export", str(sweep), "--format", "csv", "--out", str(tmp_path / "csv")], env)

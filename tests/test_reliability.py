@@ -284,7 +284,7 @@ def test_a_driver_killed_with_sigkill_resumes_without_losing_or_rerunning_a_fini
     import signal
 
     root, _ = prepared_tiny
-    total = 8
+    total = 5
     argv = [sys.executable, "-m", "raysweep.cli", "sweep", "--scenario", "tiny", "--store", str(root), "--methods",
             "ssd", "--trials", str(total), "--max-concurrent", "1", "--budget", "0.1", "--name", "killed",
             "--storage-path", str(tmp_path), "--device", "cpu"]

@@ -89,7 +89,7 @@ def test_an_interrupted_sweep_resumes_and_keeps_finished_trials(prepared_tiny, t
     second finished trial, so a fast machine cannot finish all trials before the interrupt lands.
     """
     root, _ = prepared_tiny
-    total = 8
+    total = 5
     argv = [sys.executable, "-m", "raysweep.cli", "sweep", "--scenario", "tiny", "--store", str(root), "--methods",
             "ssd", "--trials", str(total), "--max-concurrent", "1", "--budget", "0.1", "--name", "cut",
             "--storage-path", str(tmp_path), "--device", "cpu"]
@@ -117,6 +117,10 @@ def test_an_interrupted_sweep_resumes_and_keeps_finished_trials(prepared_tiny, t
     assert 2 <= len(done_first) < total
     bad = subprocess.run([*argv, "--resume", "--budget", "0.2"], capture_output=True, text=True)
     assert bad.returncode == 2 and "budget" in bad.stderr
+    scenarios = sorted((root / "scenarios").iterdir())
+    other = subprocess.run([*argv, "--resume", "--set", "seed=5"], capture_output=True, text=True)
+    assert other.returncode == 2 and "scenario=" in other.stderr, other.stderr[-2000:]
+    assert sorted((root / "scenarios").iterdir()) == scenarios  # refused before prepare trained anything
     again = subprocess.run([*argv, "--resume"], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     after, _ = load_results(tmp_path / "cut")

@@ -19,9 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..artifacts import Store, atomic_write_text, open_store
-from ..errors import RaysweepError
 from ..registry import loaded_plugins
-from ..scenario import Scenario, derive_seed, versions
+from ..scenario import Scenario, derive_seed, rounded_scores, versions
 from ..unlearn import METHODS
 from .dispatch import MethodDispatchScheduler, MethodDispatchSearch
 from .evidence import complete_evidence
@@ -44,12 +43,15 @@ from .trainable import TrialSpec, unlearn_trial
 EXPERIMENT = "trials"  # the Tune experiment's folder inside the sweep directory
 
 
-def check_resume(saved: dict, cfg: SweepConfig, scen_hash: str) -> None:
+def check_resume(cfg: SweepConfig, scen_hash: str) -> None:
+    """A resumed sweep must be the same sweep: its scenario and the options in RESUME_FIELDS as saved in
+    its sweep.json, else one line naming the field (exit code 2), before Ray starts or anything trains."""
     from ..errors import ConfigError
 
+    saved = json.loads((sweep_dir(cfg) / "sweep.json").read_text())
     if saved["scenario"] != scen_hash:
-        raise RaysweepError(f"--resume: the sweep {cfg.name} was run on scenario {saved['scenario']}, "
-                            f"not {scen_hash}: pass the same --scenario or a new --name")
+        raise ConfigError("scenario", scen_hash, f"{saved['scenario']}, the scenario the sweep {cfg.name} was run on "
+                          "(pass the same --scenario and --set, or start a new --name)")
     for f in RESUME_FIELDS:
         was = saved["config"].get(f, getattr(SweepConfig, f, None))  # a field added later: its default
         if was != getattr(cfg, f):
@@ -79,7 +81,7 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool
     res = resources(cfg)
     if resume:
         check_sweep_name_free(cfg, True)
-        check_resume(json.loads((sweep_dir(cfg) / "sweep.json").read_text()), cfg, scen.hash)
+        check_resume(cfg, scen.hash)
     elif not auto_name:
         check_sweep_name_free(cfg, False)
     retrain = scen.manifest["metrics"]["retrain"]
@@ -186,7 +188,7 @@ def reference_scores(scen: Scenario) -> dict:
     for ref, which in (("none", "initial"), ("retrain", "retrain")):
         _, scores = scen.scored(scen.new_model(which), parts=("all",), full=False)
         if scores:
-            out[ref] = {k: [round(float(v), 5) for v in scores[k]] for k in ("scores", "control")}
+            out[ref] = rounded_scores(scores)
     return out
 
 
