@@ -21,13 +21,12 @@ def pick_device(name: str = "auto") -> torch.device:
 
 def deterministic(device) -> None:
     """torch's deterministic algorithms on the CPU: measured to cost nothing and change nothing there
-    (docs/decisions.md, "Determinism"); RAYSWEEP_DETERMINISTIC=0 turns them off. Set through the
-    debug mode ("warn": the same flag as `use_deterministic_algorithms(True, warn_only=True)`, less
-    the compiler's own `deterministic` setting, which nothing here uses), so a command that never
-    trains (the sweep's driver, report, export) does not import torch's compiler: 3.3 s at its start.
-    A process that trains imports it anyway, through torch's optimizers."""
+    (docs/decisions.md, "Determinism"); RAYSWEEP_DETERMINISTIC=0 turns them off. Through
+    `use_deterministic_algorithms`, although it imports torch's compiler (3.3 s): setting the same flag
+    through `set_deterministic_debug_mode` skips that import but made training 1.5x slower here
+    (docs/decisions.md)."""
     if torch.device(device).type == "cpu" and os.environ.get("RAYSWEEP_DETERMINISTIC", "1") != "0":
-        torch.set_deterministic_debug_mode("warn")  # never an error: a warning at most
+        torch.use_deterministic_algorithms(True, warn_only=True)  # never an error: a warning at most
 
 
 def set_threads(n: int | None = None) -> int:
