@@ -159,8 +159,7 @@ def main() -> None:
             ("checkpoint evaluation / unlearning", share(),
              "all trials together (the trials' time less their evaluations); by method: "
              + ", ".join(f"{m} {share(m)}" for m in methods)),
-            ("(a) split", f"{use['wall_s']:.1f} + {use.get('evidence_s', 0.0):.1f} + "
-             f"{t_sweep - use['wall_s'] - use.get('evidence_s', 0.0):.1f} s",
+            ("(a) split", f"{use['wall_s']:.1f} + {ev_s:.1f} + {outside:.1f} s",
              f"search in Tune + full evidence of {use.get('evidence_trials', 0)} best trial(s) + the rest "
              "(imports, Ray start, loading the scenario, export)"),
             ("(a) - (c), slot-seconds", f"{t_sweep * a.slots - sum(bare):.0f}",
