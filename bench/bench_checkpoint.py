@@ -4,8 +4,9 @@
     python bench/bench_checkpoint.py --smoke-test
 
 Times, one thread (as in a 1-CPU trial), medians of --reps: the unlearning run alone (no checkpoints),
-one validation-accuracy pass, one GUS pass on the tuning half of the poisons, one copy of the model's
-state (the divergence guard), and the whole checkpoint evaluation as the trainable does it. Then the
+one validation-accuracy pass (as it was, and with BatchNorm folded: `Classifier.for_eval`), one GUS pass
+on the checkpoint's CHECKPOINT_POISONS tuning poisons, one copy of the model's state (the divergence
+guard), and the whole checkpoint evaluation as the trainable does it, with and without the folding. Then the
 share of the unlearning compute that checkpoint evaluation costs at a spacing of 10 %, 20 %, 25 %.
 Ray's own reporting is measured by bench_trial_overhead.py (in-trial vs direct).
 """
@@ -21,6 +22,7 @@ import torch
 
 from raysweep.artifacts import LocalStore
 from raysweep.config import load_scenario
+from raysweep.defaults import CHECKPOINT_POISONS
 from raysweep.metrics import evaluate
 from raysweep.scenario import Scenario, prepare
 from raysweep.unlearn.session import unlearn_scenario
@@ -54,16 +56,24 @@ def main() -> None:
     model = scen.new_model("initial")
     parts = ("tune",) if scen.poisoned.noise is not None else ()
     t_unlearn = _median(lambda: unlearn_scenario(scen, a.method, a.budget, {}, 0, None, 1.0), max(1, a.reps // 2))
+    ckpt = lambda: scen.evaluate(model, parts=parts, full=False, tune_cap=CHECKPOINT_POISONS)  # noqa: E731
     t_val = _median(lambda: evaluate(model, scen.data.val), a.reps)
-    t_ckpt = _median(lambda: scen.evaluate(model, parts=parts, full=False), a.reps)
-    t_gus = max(0.0, t_ckpt - t_val)
+    t_val_folded = _median(lambda: evaluate(model.for_eval(), scen.data.val), a.reps)
+    t_ckpt = _median(ckpt, a.reps)
+    model.for_eval = lambda: model  # the same checkpoint without folding BatchNorm (Classifier.for_eval)
+    t_ckpt_plain = _median(ckpt, a.reps)
+    del model.for_eval
+    t_gus = max(0.0, t_ckpt - t_val_folded)
     t_copy = _median(lambda: copy.deepcopy(model.state_dict()), a.reps)
+    n_gus = min(CHECKPOINT_POISONS, len(scen.tune_rows))
     print(f"scenario {a.scenario}, method {a.method}, budget {a.budget}, 1 thread, medians of {a.reps}")
     print("| part | seconds | share of the unlearning run |")
     print("|---|---|---|")
     for name, t in (("unlearning alone", t_unlearn), (f"validation pass ({len(scen.data.val)} rows)", t_val),
-                    (f"GUS pass (tuning half, {len(scen.tune_rows)} poisons)", t_gus),
-                    ("checkpoint evaluation (both, as the trainable)", t_ckpt),
+                    ("validation pass, BatchNorm folded (Classifier.for_eval)", t_val_folded),
+                    (f"GUS pass (BatchNorm folded, {n_gus} tuning poisons)", t_gus),
+                    ("checkpoint evaluation without folding", t_ckpt_plain),
+                    ("checkpoint evaluation (both, folded, as the trainable)", t_ckpt),
                     ("model state copy (divergence guard)", t_copy)):
         print(f"| {name} | {t:.3f} | {t / t_unlearn:.1%} |")
     print()

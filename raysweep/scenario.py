@@ -141,6 +141,7 @@ class Scenario:
                full: bool = True, tune_cap: int | None = None) -> tuple[dict, dict]:
         """(metrics as `evaluate`, {"scores", "control"}: the per-poison GUS scores I_z of the poisons'
         own noise and of the fresh control noise, [k] float64, NaN outside `parts`; {} without noise)."""
+        model = model.for_eval() if hasattr(model, "for_eval") else model  # BatchNorm folded: Classifier.for_eval
         out = {"val_acc": evaluate(model, self.data.val)["acc"]}
         ps = self.poisoned
         if self.attack is not None:

@@ -85,3 +85,40 @@ def test_deterministic_algorithms_are_on_and_warn_only_on_the_cpu(monkeypatch):
         assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
+@pytest.mark.parametrize("name,params,folded", [("resnet9", {"width": 8}, 8), ("resnet18", {"width": 8}, 4)])
+def test_for_eval_folds_batchnorm_into_the_convolutions_and_computes_the_same_function(name, params, folded):
+    """The evaluation copy (Classifier.for_eval): BatchNorm folded where a Conv2d precedes it in a Sequential,
+    the same logits and input gradients (GUS) up to float rounding, and the model itself untouched."""
+    from torch import nn
+
+    from raysweep.metrics.gus import input_gradients
+
+    m = build_model(name, 10, (3, 32, 32), seed=1, **params)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # running statistics and affine weights far from their initial 0/1
+        for bn in (x for x in m.modules() if isinstance(x, nn.BatchNorm2d)):
+            bn.running_mean.normal_(0, 0.5, generator=g)
+            bn.running_var.uniform_(0.5, 2.0, generator=g)
+            bn.weight.uniform_(0.5, 1.5, generator=g)
+            bn.bias.normal_(0, 0.2, generator=g)
+    m.train()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    n_bn = sum(isinstance(x, nn.BatchNorm2d) for x in m.modules())
+    ev = m.for_eval()
+    assert ev is not m and m.training and all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    assert n_bn - sum(isinstance(x, nn.BatchNorm2d) for x in ev.modules()) == folded
+    x, y = torch.randn(16, 3, 32, 32, generator=g), torch.randint(0, 10, (16,), generator=g)
+    m.eval()
+    with torch.no_grad():
+        ref, out = m(m.prepare_input(x)), ev(ev.prepare_input(x))
+    assert (out - ref).abs().max() <= 1e-4 * ref.abs().max()
+    assert torch.equal(out.argmax(1), ref.argmax(1))
+    ga, gb = input_gradients(m, x, y), input_gradients(ev, x, y)
+    assert torch.nn.functional.cosine_similarity(ga, gb).min() > 1 - 1e-6
+
+
+def test_for_eval_returns_a_model_without_batchnorm_as_it_is():
+    m = build_model("gpt2-tiny", 2, (16,), seed=0, width=16, layers=1)
+    assert m.for_eval() is m

@@ -6,8 +6,11 @@ embeddings for text); `delta` is optional per-sample noise in that space.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
 class Classifier(nn.Module):
@@ -31,3 +34,24 @@ class Classifier(nn.Module):
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
+
+    def for_eval(self) -> "Classifier":
+        """An eval-mode copy with every Conv2d directly followed by a BatchNorm2d in an nn.Sequential folded
+        into one convolution: the same function up to float rounding (|Δ| ~1e-7 on losses, ~1e-6 on GUS
+        scores; tests/test_data_models.py), 25-35 % less time per evaluation of the default ResNet-9 on a
+        CPU (docs/performance.md). Evaluation only (`Scenario.scored`): the folded copy cannot train. A
+        model with no such pair (GPT-2, a plug-in) is returned as it is, not copied."""
+        pairs = [(seq, a, b) for seq in self.modules() if isinstance(seq, nn.Sequential)
+                 for a, b in zip(list(seq._modules), list(seq._modules)[1:])
+                 if isinstance(seq._modules[a], nn.Conv2d) and isinstance(seq._modules[b], nn.BatchNorm2d)]
+        if not pairs:
+            return self
+        index = {id(m): name for name, m in self.named_modules()}
+        twin = copy.deepcopy(self).eval()
+        for seq, a, b in pairs:
+            t = twin.get_submodule(index[id(seq)]) if index[id(seq)] else twin
+            conv = fuse_conv_bn_eval(t._modules[a], t._modules[b])
+            if self.channels_last:
+                conv = conv.to(memory_format=torch.channels_last)
+            t._modules[a], t._modules[b] = conv, nn.Identity()
+        return twin.requires_grad_(False)

@@ -30,6 +30,7 @@ from .setup import (  # noqa: F401  (re-exported: the sweep's public API lives h
     SweepConfig,
     _say,
     check_address,
+    check_resume,
     check_sweep_name_free,
     claim_sweep_dir,
     init_ray,
@@ -41,22 +42,6 @@ from .spaces import load_space
 from .trainable import TrialSpec, unlearn_trial
 
 EXPERIMENT = "trials"  # the Tune experiment's folder inside the sweep directory
-
-
-def check_resume(cfg: SweepConfig, scen_hash: str) -> None:
-    """A resumed sweep must be the same sweep: its scenario and the options in RESUME_FIELDS as saved in
-    its sweep.json, else one line naming the field (exit code 2), before Ray starts or anything trains."""
-    from ..errors import ConfigError
-
-    saved = json.loads((sweep_dir(cfg) / "sweep.json").read_text())
-    if saved["scenario"] != scen_hash:
-        raise ConfigError("scenario", scen_hash, f"{saved['scenario']}, the scenario the sweep {cfg.name} was run on "
-                          "(pass the same --scenario and --set, or start a new --name)")
-    for f in RESUME_FIELDS:
-        was = saved["config"].get(f, getattr(SweepConfig, f, None))  # a field added later: its default
-        if was != getattr(cfg, f):
-            raise ConfigError(f, getattr(cfg, f), f"{was!r} as when the sweep {cfg.name} started "
-                              "(drop the option or start a new --name)")
 
 
 def search_seed(seed: int, method: str) -> int:

@@ -5,6 +5,7 @@ input is one line (exit code 2) and leaves nothing behind (docs/reliability.md).
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -180,3 +181,17 @@ def check_sweep_name_free(cfg: SweepConfig, resume: bool) -> None:
         raise ConfigError("name", cfg.name, f"an existing sweep under {sweep_dir(cfg).parent} to resume")
     if not resume and sweep_dir(cfg).exists():
         raise ConfigError("name", cfg.name, f"a new name: {sweep_dir(cfg)} exists (or pass --resume)")
+
+
+def check_resume(cfg: SweepConfig, scen_hash: str) -> None:
+    """A resumed sweep must be the same sweep: its scenario and the options in RESUME_FIELDS as saved in
+    its sweep.json, else one line naming the field (exit code 2), before Ray starts or anything trains."""
+    saved = json.loads((sweep_dir(cfg) / "sweep.json").read_text())
+    if saved["scenario"] != scen_hash:
+        raise ConfigError("scenario", scen_hash, f"{saved['scenario']}, the scenario the sweep {cfg.name} was run on "
+                          "(pass the same --scenario and --set, or start a new --name)")
+    for f in RESUME_FIELDS:
+        was = saved["config"].get(f, getattr(SweepConfig, f, None))  # a field added later: its default
+        if was != getattr(cfg, f):
+            raise ConfigError(f, getattr(cfg, f), f"{was!r} as when the sweep {cfg.name} started "
+                              "(drop the option or start a new --name)")
