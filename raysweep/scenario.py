@@ -153,13 +153,13 @@ class Scenario:
             out["forget_acc"] = f_correct.float().mean().item()
             out["forget_loss"] = f_loss.mean().item()
             out.update(loss_mia(f_loss, t_loss))
-        if ps.noise is None:
+        if ps.noise is None or not parts:
             return out, {}
         rows = {"all": torch.arange(ps.k), "tune": self.tune_rows.long(), "holdout": self.holdout_rows.long()}
         if tune_cap and tune_cap < len(rows["tune"]):  # budget checkpoints: a fixed, seeded subset of the half
             pick = torch.randperm(len(rows["tune"]), generator=torch.Generator().manual_seed(self.cfg.seed))
             rows["tune"] = rows["tune"][pick[:tune_cap].sort().values]
-        need = torch.cat([rows[p] for p in parts]).unique() if parts else torch.zeros(0, dtype=torch.long)
+        need = torch.cat([rows[p] for p in parts]).unique()
         y = ps.train.y[ps.poison_idx].cpu()
         x_need = ps.clean_x[need]
         s_need, c_need = gus_score_sets(model, x_need, y[need], [ps.noise[need], self.control_noise[need]], ps.eps,
