@@ -379,5 +379,6 @@ def gus_agreement(rep: Report, store: str, scen_args: list[str], dev: torch.devi
     y = ps.train.y[ps.poison_idx].cpu()
     s64 = gus_score_sets(m64, ps.clean_x.double(), y, [ps.noise], ps.eps, cpu.cfg.score, ps.grad_scale)[0]
     d = (s64 - s_cpu).abs().max().item()
-    rep.add(S, f"GUS agreement, cpu fp32 vs cpu fp64, same θ_initial: max |ΔI| over {k} poisons", f"{d:.2e}",
+    rep.add(S, f"GUS agreement, cpu fp32 vs cpu fp64, same θ_initial (fp32 as raysweep evaluates, BatchNorm "
+            f"folded; fp64 unfolded): max |ΔI| over {k} poisons", f"{d:.2e}",
             "<= 1e-4", "yes" if d <= 1e-4 else "no")

@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the manifest's metrics as JSON on stdout")
     p.add_argument("--seeds", type=int, default=1, help="prepare scenario seeds seed..seed+N-1 (each cached) and "
                    "print the spread of θ_initial's and θ_retrain's figures (default 1)")
+    p.add_argument("--references", default=defaults.REFERENCES,
+                   help="train θ_initial and θ_retrain at once on half the threads each (parallel), one after "
+                   "the other on all (sequential), or auto: parallel for a large enough CPU job (default auto; "
+                   "docs/performance.md). Thread counts change a model's last bits: docs/decisions.md")
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("unlearn", help="run one unlearning method on a prepared scenario and evaluate it")
@@ -153,11 +157,12 @@ def cmd_prepare(args) -> int:
     from .scenario import prepare, store_key
 
     cfg = load_scenario(args.scenario, args.overrides)
+    defaults.check_references(args.references)
     if args.seeds != 1:
         return _prepare_seeds(cfg, args)
     device = _setup(args)
     store = open_store(args.store)
-    manifest, _ = prepare(cfg, store, device, args.data_dir)
+    manifest, _ = prepare(cfg, store, device, args.data_dir, references=args.references)
     if args.json:
         print(json.dumps({"hash": manifest["hash"], "path": str(store.path(store_key(manifest["hash"]))),
                           "metrics": manifest["metrics"], "compute": manifest["compute"],
@@ -178,7 +183,8 @@ def _prepare_seeds(cfg, args) -> int:
     from .spread import describe, prepare_seeds, seed_configs
 
     seed_configs(cfg, args.seeds)  # a bad --seeds fails before any training
-    rows = prepare_seeds(cfg, args.seeds, open_store(args.store), _setup(args), args.data_dir)
+    rows = prepare_seeds(cfg, args.seeds, open_store(args.store), _setup(args), args.data_dir,
+                         references=args.references)
     print(rows.to_json(orient="records", indent=2) if args.json else describe(rows, cfg.attack))
     return 0
 
@@ -372,28 +378,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The console script (and `python -m raysweep.cli`): `main`, then `quick_exit`."""
+    """The console script (and `python -m raysweep.cli`): `main`, then `runtime.quick_exit`."""
+    from .runtime import quick_exit
+
     quick_exit(main())
-
-
-def quick_exit(rc: int) -> None:
-    """Exit once everything the process owes is done (other threads joined, every atexit handler run:
-    Ray's shutdown, trackers, temporary folders; output flushed), without the interpreter's own
-    teardown of torch and Ray's native libraries, which took 1.3 s after a `prepare` and 3.2 s after a
-    `sweep` on the 2-core box (docs/performance.md)."""
-    import atexit
-    import threading
-
-    for th in threading.enumerate():
-        if th is not threading.current_thread() and not th.daemon:
-            th.join()
-    atexit._run_exitfuncs()  # noqa: SLF001 - what the interpreter would run next, before its teardown
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe: nothing more to say
-            pass
-    os._exit(int(rc or 0))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ MARGIN = 0.5            # δ: "removes" = effect shown below δ x θ_initial's (
 CHECKPOINT_EVERY = 0.25  # a sweep trial evaluates and reports every this share of the sweep's cap
 ASHA_GRACE = 0.25       # the share of the budget a trial runs before ASHA may stop it
 CHECKPOINT_POISONS = 250  # tuning-half poisons a budget checkpoint scores (the final report: all of them)
+REFERENCES = "auto"      # prepare: train θ_initial and θ_retrain at once (parallel), one after the other, or auto
+PARALLEL_MIN_SAMPLE_GRADS = 50_000  # auto: parallel on a CPU with >= 2 threads from this much training per model
 CURVE_BUDGETS = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0)  # `raysweep curve`: up to retraining's compute
 
 # Ray, wherever raysweep starts or joins it: no usage stats, no token auth on a private loopback instance
@@ -31,6 +33,13 @@ def check_budget(value, field: str = "budget") -> float:
 def check_evidence(value, field: str = "evidence") -> str:
     if value not in ("best", "all"):
         raise ConfigError(field, value, "best (each method's best trial, after the search) or all")
+    return value
+
+
+def check_references(value, field: str = "references") -> str:
+    if value not in ("auto", "parallel", "sequential"):
+        raise ConfigError(field, value, "auto, parallel (θ_initial and θ_retrain at once, half the threads each) "
+                          "or sequential")
     return value
 
 

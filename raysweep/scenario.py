@@ -11,6 +11,7 @@ import platform
 import shutil
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
@@ -21,11 +22,13 @@ from .artifacts import Store, load_tensors, open_store, read_manifest, save_tens
 from .attacks import Attack, BuildEnv, PoisonedSet, make_attack
 from .config import ScenarioConfig, scenario_from_dict, to_dict
 from .data import Dataset, load_dataset
+from .defaults import PARALLEL_MIN_SAMPLE_GRADS, REFERENCES, check_references
 from .errors import ArtifactError, ConfigError
 from .metrics import evaluate, gus_summary, loss_mia, per_sample_losses
 from .metrics.gus import gus_score_sets
 from .models import build_model
-from .train import train
+from .registry import loaded_plugins
+from .train import TrainResult, train
 
 FILES = ("initial.safetensors", "retrain.safetensors", "poison.safetensors")
 
@@ -140,7 +143,8 @@ class Scenario:
     def scored(self, model, parts: tuple[str, ...] = ("all", "tune", "holdout"),
                full: bool = True, tune_cap: int | None = None) -> tuple[dict, dict]:
         """(metrics as `evaluate`, {"scores", "control"}: the per-poison GUS scores I_z of the poisons'
-        own noise and of the fresh control noise, [k] float64, NaN outside `parts`; {} without noise)."""
+        own noise and of the fresh control noise, [k] float64, NaN outside `parts`; {} without noise or
+        parts). Every figure is taken on `model.for_eval()` (BatchNorm folded, Classifier.for_eval)."""
         model = model.for_eval() if hasattr(model, "for_eval") else model  # BatchNorm folded: Classifier.for_eval
         out = {"val_acc": evaluate(model, self.data.val)["acc"]}
         ps = self.poisoned
@@ -197,9 +201,44 @@ def _to(data: Dataset, device) -> Dataset:
     return replace(data, train=data.train.to(device), val=data.val.to(device), test=data.test.to(device))
 
 
+def reference_mode(sample_grads: int, device, references: str = REFERENCES) -> str:
+    """parallel or sequential: how `prepare` trains θ_initial and θ_retrain. auto: parallel on a CPU with
+    at least 2 threads when each model's training is at least PARALLEL_MIN_SAMPLE_GRADS sample-gradients
+    (the two processes' start, a few seconds, is then repaid; docs/performance.md)."""
+    check_references(references)
+    if references != "auto":
+        return references
+    big = sample_grads >= PARALLEL_MIN_SAMPLE_GRADS  # θ_initial's training (the larger of the two)
+    return "parallel" if torch.device(device).type == "cpu" and torch.get_num_threads() >= 2 and big else "sequential"
+
+
+def _train_reference(job: dict, say=None) -> tuple[dict, TrainResult]:
+    """θ_initial or θ_retrain: (its weights on the CPU, TrainResult). With job["threads"] set it runs in a
+    process of its own (prepare's parallel path): plug-ins, threads and determinism are set up here."""
+    if job["threads"] is not None:
+        from .registry import load_plugins
+        from .runtime import deterministic
+
+        load_plugins(job["plugins"])
+        torch.set_num_threads(job["threads"])
+        deterministic(job["device"])
+        say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if job["verbose"] else (lambda msg: None)
+    cfg, (num_classes, input_shape), device = job["cfg"], job["meta"], torch.device(job["device"])
+    model = build_model(cfg.model, num_classes, input_shape, derive_seed(cfg.seed, "init"), **cfg.model_params)
+    if job["base_state"] is not None:
+        model.load_state_dict(job["base_state"])
+    model = model.to(device)
+    head = None if job["base_state"] is None else model.layer_groups()[-1]
+    res = train(model, job["split"].to(device), cfg.train, derive_seed(cfg.seed, "order"), label=job["which"],
+                progress=say, only=head)
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}, res
+
+
 def prepare(cfg: ScenarioConfig, store: Store | str, device: torch.device | str = "cpu",
-            data_dir: str | None = None, log=None) -> tuple[dict, bool]:
-    """Build (or find) the scenario's artifacts. Returns (manifest, built_now)."""
+            data_dir: str | None = None, log=None, references: str = REFERENCES) -> tuple[dict, bool]:
+    """Build (or find) the scenario's artifacts. Returns (manifest, built_now). references: how θ_initial
+    and θ_retrain are trained (`reference_mode`); a scenario found in the store is used as it is."""
+    check_references(references)
     store = open_store(store)
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     key = store_key(cfg.hash())
@@ -240,14 +279,25 @@ def prepare(cfg: ScenarioConfig, store: Store | str, device: torch.device | str 
     tune_rows, holdout_rows = perm[: ps.k // 2].sort().values, perm[ps.k // 2:].sort().values
     poison_file = {**stored, "_control_noise": control, "_tune_rows": tune_rows, "_holdout_rows": holdout_rows}
 
-    for which, split in (("initial", ps.train), ("retrain", ps.retain())):
-        model = scenario_model(cfg, data, device, base_state)
-        head = None if base_state is None else model.layer_groups()[-1]
+    splits = {"initial": ps.train, "retrain": ps.retain()}
+    mode = reference_mode(len(ps.train) * cfg.train.epochs, device, references)
+    jobs = {which: {"cfg": cfg, "meta": (data.num_classes, data.input_shape), "split": split, "device": str(device),
+                    "base_state": base_state, "which": which, "plugins": loaded_plugins(),
+                    "threads": max(1, torch.get_num_threads() // (2 if mode == "parallel" else 1))}
+            for which, split in splits.items()}
+    at_once = f", at once with the other on {jobs['initial']['threads']} thread(s)" if mode == "parallel" else ""
+    for which, split in splits.items():
         say(f"training θ_{which} on {len(split)} samples ({cfg.train.epochs} epochs, "
-            f"{'head only' if head is not None else 'all layers'}, {device})")
-        res = train(model, split.to(device), cfg.train, derive_seed(cfg.seed, "order"), label=which, progress=say,
-                    only=head)
-        weights[which] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            f"{'head only' if base_state is not None else 'all layers'}, {device}{at_once})")
+    if mode == "parallel":  # each in a process of its own (docs/performance.md, "Training the references")
+        ctx = torch.multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(2, mp_context=ctx) as pool:
+            runs = pool.map(_train_reference, [{**j, "verbose": log is None} for j in jobs.values()])
+            trained = dict(zip(jobs, runs))
+    else:
+        trained = {which: _train_reference({**j, "threads": None}, say) for which, j in jobs.items()}
+    for which, (state, res) in trained.items():
+        weights[which] = state
         # the budget's reference: the victim's whole training, base model included (docs/budget.md)
         compute[f"{which}_sample_grads"] = res.sample_grads + compute.get("base_sample_grads", 0)
         wall[f"train_{which}_s"] = round(res.wall_s, 2)
@@ -257,7 +307,8 @@ def prepare(cfg: ScenarioConfig, store: Store | str, device: torch.device | str 
                 "attack_params": attack.params, "seed": cfg.seed, "versions": versions(),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "device": str(device), "compute": compute, "k": ps.k,
-                "n_train": len(ps.train), "n_val": len(data.val), "n_test": len(data.test)}
+                "n_train": len(ps.train), "n_val": len(data.val), "n_test": len(data.test),
+                "references": {"mode": mode, "threads": jobs["initial"]["threads"]}}
     tensors = {"initial.safetensors": weights["initial"], "retrain.safetensors": weights["retrain"],
                "poison.safetensors": poison_file}
     scen = Scenario._assemble(cfg, manifest, tensors, device, data, attack, ps)

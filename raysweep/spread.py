@@ -67,13 +67,14 @@ def spread(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def prepare_seeds(cfg: ScenarioConfig, n: int, store, device, data_dir=None, log=None) -> pd.DataFrame:
+def prepare_seeds(cfg: ScenarioConfig, n: int, store, device, data_dir=None, log=None,
+                  references: str = "auto") -> pd.DataFrame:
     """Prepare (or find) the scenario on n seeds; one row per seed and reference model."""
     from .scenario import prepare
 
     rows = []
     for c in seed_configs(cfg, n):
-        manifest, _ = prepare(c, store, device, data_dir, log=log)
+        manifest, _ = prepare(c, store, device, data_dir, log=log, references=references)
         rows += reference_rows(manifest)
     return pd.DataFrame(rows)
 

@@ -122,3 +122,39 @@ def test_for_eval_folds_batchnorm_into_the_convolutions_and_computes_the_same_fu
 def test_for_eval_returns_a_model_without_batchnorm_as_it_is():
     m = build_model("gpt2-tiny", 2, (16,), seed=0, width=16, layers=1)
     assert m.for_eval() is m
+
+
+def test_for_eval_leaves_pairs_that_folding_could_change():
+    """A Sequential subclass with its own forward, a BatchNorm without running statistics and a hooked
+    module keep their BatchNorm; a plain pair beside them is folded."""
+    from torch import nn
+
+    from raysweep.models.base import Classifier
+
+    class Reordered(nn.Sequential):
+        def forward(self, x):
+            return self[0](x) + self[1](self[0](x))
+
+    class Net(Classifier):
+        def __init__(self):
+            super().__init__()
+            self.plain = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4))
+            self.own = Reordered(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4))
+            self.nostats = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4, track_running_stats=False))
+            self.hooked = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4))
+            self.hooked[1].register_forward_hook(lambda m, i, o: None)
+            self.fc = nn.Linear(4, 2)
+
+        def classify(self, e, x=None):
+            h = self.hooked(self.nostats(self.own(self.plain(e))))
+            return self.fc(h.mean((2, 3)))
+
+    torch.manual_seed(0)
+    m = Net()
+    ev = m.for_eval()
+    kept = [name for name, x in ev.named_modules() if isinstance(x, nn.BatchNorm2d)]
+    assert sorted(kept) == ["hooked.1", "nostats.1", "own.1"]
+    x = torch.randn(2, 3, 8, 8)
+    m.eval()
+    with torch.no_grad():
+        assert torch.allclose(ev(x), m(x), atol=1e-5)

@@ -107,6 +107,7 @@ def test_an_interrupted_prepare_leaves_nothing_half_written(tiny_cfg, tmp_path, 
     (["--scenario", "tiny", "--set", "train.epochs=0"], "train.epochs"),
     (["--scenario", "tiny", "--set", "colour=red"], "colour"),
     (["--scenario", "nowhere.yaml"], "scenario"),
+    (["--scenario", "tiny", "--references", "both"], "references"),
 ])
 def test_bad_input_is_one_line_naming_the_field_with_exit_code_2(argv, field, tmp_path, capsys):
     code = main(["prepare", *argv, "--store", str(tmp_path)])
@@ -127,3 +128,30 @@ def test_cli_prepare_json_and_a_yaml_scenario(prepared_tiny, tiny_cfg, tmp_path)
     assert got["hash"] == manifest["hash"]  # the same content as the tiny preset: found, not rebuilt
     assert "already prepared" in out.stderr
     assert got["metrics"] == manifest["metrics"]
+
+
+def test_parallel_references_are_bit_for_bit_the_sequential_ones_on_as_many_threads(tiny_cfg, tmp_path):
+    """--references parallel trains θ_initial and θ_retrain at once, each in a process of its own on half
+    the threads: the same weights and figures as one after the other on that many threads. auto picks
+    parallel only for a CPU job of at least PARALLEL_MIN_SAMPLE_GRADS per model and >= 2 threads."""
+    import torch
+
+    from raysweep.defaults import PARALLEL_MIN_SAMPLE_GRADS
+    from raysweep.scenario import reference_mode
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert reference_mode(PARALLEL_MIN_SAMPLE_GRADS, "cpu") == "parallel"
+        assert reference_mode(PARALLEL_MIN_SAMPLE_GRADS - 1, "cpu") == "sequential"
+        assert reference_mode(10 * PARALLEL_MIN_SAMPLE_GRADS, "cuda") == "sequential"
+        par, _ = prepare(tiny_cfg, str(tmp_path / "par"), "cpu", log=lambda m: None, references="parallel")
+        torch.set_num_threads(1)
+        assert reference_mode(10 * PARALLEL_MIN_SAMPLE_GRADS, "cpu") == "sequential"
+        seq, _ = prepare(tiny_cfg, str(tmp_path / "seq"), "cpu", log=lambda m: None, references="sequential")
+    finally:
+        torch.set_num_threads(threads)
+    assert par["references"] == {"mode": "parallel", "threads": 1}
+    assert seq["references"] == {"mode": "sequential", "threads": 1}
+    assert par["files"] == seq["files"]  # sha256 of the weights and the poisons
+    assert par["metrics"] == seq["metrics"] and par["compute"] == seq["compute"]

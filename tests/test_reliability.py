@@ -325,3 +325,19 @@ def test_a_driver_killed_with_sigkill_resumes_without_losing_or_rerunning_a_fini
         # one attempt only (a re-run would tag its reports with a new one); its final report is there,
         # replayed from done/ when the killed driver had not yet flushed it to result.json
         assert {r["attempt"] for r in rows} == {final["attempt"]} and any(r.get("final") for r in rows)
+
+
+def test_quick_exit_runs_the_exit_handlers_flushes_and_keeps_the_code(tmp_path):
+    """`raysweep`'s exit (runtime.quick_exit): an idle thread pool left open does not hang it, atexit
+    handlers run (after the pool's), unflushed output arrives, and the exit code is the command's."""
+    script = ("import atexit, concurrent.futures, sys\n"
+              "from raysweep.runtime import quick_exit\n"
+              "pool = concurrent.futures.ThreadPoolExecutor(1)\n"
+              "pool.submit(int).result()\n"
+              f"atexit.register(lambda: open({str(tmp_path / 'ran')!r}, 'w').write('yes'))\n"
+              "sys.stdout.write('no newline, not flushed')\n"
+              "quick_exit(3)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 3, out.stderr[-2000:]
+    assert out.stdout == "no newline, not flushed"
+    assert (tmp_path / "ran").read_text() == "yes"

@@ -112,7 +112,9 @@ class Attack:
     curve_key, curve_label = "effect", ""  # the checkpoint figure the report draws against the budget
 
     def evaluate(self, model: torch.nn.Module, data: Dataset, poisoned: PoisonedSet) -> dict:
-        """The attack's own metrics of `model` (e.g. target success); {} when GUS says it all."""
+        """The attack's own metrics of `model` (e.g. target success); {} when GUS says it all. `model` is
+        the evaluation copy (`Classifier.for_eval`): eval mode, BatchNorm possibly folded into the
+        convolutions, no parameter gradients (input gradients work); do not read its state_dict."""
         return {}
 
     # ---- the verdict: what the report asks the attack (docs/verdict.md) ------------------------
