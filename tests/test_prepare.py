@@ -130,7 +130,7 @@ def test_cli_prepare_json_and_a_yaml_scenario(prepared_tiny, tiny_cfg, tmp_path)
     assert got["metrics"] == manifest["metrics"]
 
 
-def test_parallel_references_are_bit_for_bit_the_sequential_ones_on_as_many_threads(tiny_cfg, tmp_path):
+def test_parallel_references_are_bit_for_bit_the_sequential_ones_on_as_many_threads(tmp_path):
     """--references parallel trains θ_initial and θ_retrain at once, each in a process of its own on half
     the threads: the same weights and figures as one after the other on that many threads. auto picks
     parallel only for a CPU job of at least PARALLEL_MIN_SAMPLE_GRADS per model and >= 2 threads."""
@@ -139,16 +139,17 @@ def test_parallel_references_are_bit_for_bit_the_sequential_ones_on_as_many_thre
     from raysweep.defaults import PARALLEL_MIN_SAMPLE_GRADS
     from raysweep.scenario import reference_mode
 
+    cfg = load_scenario("tiny", ["train.epochs=1"])
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
         assert reference_mode(PARALLEL_MIN_SAMPLE_GRADS, "cpu") == "parallel"
         assert reference_mode(PARALLEL_MIN_SAMPLE_GRADS - 1, "cpu") == "sequential"
         assert reference_mode(10 * PARALLEL_MIN_SAMPLE_GRADS, "cuda") == "sequential"
-        par, _ = prepare(tiny_cfg, str(tmp_path / "par"), "cpu", log=lambda m: None, references="parallel")
+        par, _ = prepare(cfg, str(tmp_path / "par"), "cpu", log=lambda m: None, references="parallel")
         torch.set_num_threads(1)
         assert reference_mode(10 * PARALLEL_MIN_SAMPLE_GRADS, "cpu") == "sequential"
-        seq, _ = prepare(tiny_cfg, str(tmp_path / "seq"), "cpu", log=lambda m: None, references="sequential")
+        seq, _ = prepare(cfg, str(tmp_path / "seq"), "cpu", log=lambda m: None, references="sequential")
     finally:
         torch.set_num_threads(threads)
     assert par["references"] == {"mode": "parallel", "threads": 1}
