@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from types import SimpleNamespace
 
 import torch
 
@@ -205,7 +206,6 @@ def reference_mode(sample_grads: int, device, references: str = REFERENCES) -> s
     """parallel or sequential: how `prepare` trains θ_initial and θ_retrain. auto: parallel on a CPU with
     at least 2 threads when each model's training is at least PARALLEL_MIN_SAMPLE_GRADS sample-gradients
     (the two processes' start, a few seconds, is then repaid; docs/performance.md)."""
-    check_references(references)
     if references != "auto":
         return references
     big = sample_grads >= PARALLEL_MIN_SAMPLE_GRADS  # θ_initial's training (the larger of the two)
@@ -223,11 +223,8 @@ def _train_reference(job: dict, say=None) -> tuple[dict, TrainResult]:
         torch.set_num_threads(job["threads"])
         deterministic(job["device"])
         say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if job["verbose"] else (lambda msg: None)
-    cfg, (num_classes, input_shape), device = job["cfg"], job["meta"], torch.device(job["device"])
-    model = build_model(cfg.model, num_classes, input_shape, derive_seed(cfg.seed, "init"), **cfg.model_params)
-    if job["base_state"] is not None:
-        model.load_state_dict(job["base_state"])
-    model = model.to(device)
+    cfg, device = job["cfg"], torch.device(job["device"])
+    model = scenario_model(cfg, job["shape"], device, job["base_state"])
     head = None if job["base_state"] is None else model.layer_groups()[-1]
     res = train(model, job["split"].to(device), cfg.train, derive_seed(cfg.seed, "order"), label=job["which"],
                 progress=say, only=head)
@@ -281,7 +278,8 @@ def prepare(cfg: ScenarioConfig, store: Store | str, device: torch.device | str 
 
     splits = {"initial": ps.train, "retrain": ps.retain()}
     mode = reference_mode(len(ps.train) * cfg.train.epochs, device, references)
-    jobs = {which: {"cfg": cfg, "meta": (data.num_classes, data.input_shape), "split": split, "device": str(device),
+    shape = SimpleNamespace(num_classes=data.num_classes, input_shape=data.input_shape)  # what scenario_model reads
+    jobs = {which: {"cfg": cfg, "shape": shape, "split": split, "device": str(device),
                     "base_state": base_state, "which": which, "plugins": loaded_plugins(),
                     "threads": max(1, torch.get_num_threads() // (2 if mode == "parallel" else 1))}
             for which, split in splits.items()}
