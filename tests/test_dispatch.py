@@ -96,6 +96,8 @@ def test_trials_of_different_methods_share_the_slots(ray_local, prepared_tiny, t
     assert (runs.eval_s >= 0).all() and pd.api.types.is_numeric_dtype(runs.unlearn_wall_s)
     finished = runs[runs.status == "finished"]
     assert (finished.evidence == "trial").all() and finished.test_acc.notna().all()
+    # seconds blocked in Tune's synchronous checkpoint reports: measured, and a part of the trial's time
+    assert finished.report_s.notna().all() and ((finished.report_s >= 0) & (finished.report_s < finished.wall_s)).all()
     assert finished.holdout_z.notna().all() and not (sweep / "models").exists()
     assert use["evidence_trials"] == 0
     for m, g in hist.groupby("method"):  # each trial's history is its own method's

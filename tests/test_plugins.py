@@ -32,19 +32,26 @@ def _cli(args, env, timeout=600):
     return r
 
 
-def test_a_toy_attack_and_a_toy_unlearner_run_end_to_end(tmp_path):
+def test_a_toy_attack_and_a_toy_unlearner_run_end_to_end(tmp_path, plugin, capsys):
+    """The sweep runs as users run it (`RAYSWEEP_PLUGINS`, its own process and Ray, whose workers load the
+    plug-ins); prepare, export and report run in this process, with the same two files registered."""
+    from raysweep.cli import main
+
     scenario = tmp_path / "toy.yaml"
     scenario.write_text(TOY)
     store = tmp_path / "store"
     env = {**os.environ, **RAY_ENV, "RAYSWEEP_PLUGINS": f"{PLUGINS / 'toy_attack.py'},{PLUGINS / 'ascent_mix.py'}",
            "RAY_TMPDIR": tempfile.mkdtemp(prefix="rp", dir="/tmp"), "OMP_NUM_THREADS": "1"}
-    out = json.loads(_cli(["prepare", "--scenario", str(scenario), "--store", str(store), "--json"], env).stdout)
+    plugin("toy_attack.py")
+    plugin("ascent_mix.py")
+    assert main(["prepare", "--scenario", str(scenario), "--store", str(store), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
     ini, ret = out["metrics"]["initial"], out["metrics"]["retrain"]
     assert ini["flip_rate"] > ret["flip_rate"]  # the toy attack's own metric, computed by its own evaluate
     _cli(["sweep", "--scenario", str(scenario), "--store", str(store), "--methods", "gd,ascent_mix", "--trials", "1",
           "--budget", "0.05", "--name", "toy", "--checkpoint-every", "0.5"], env)
     sweep = store / "sweeps" / "toy"
-    _cli(["export", str(sweep), "--format", "csv", "--out", str(tmp_path / "csv")], env)
+    assert main(["export", str(sweep), "--format", "csv", "--out", str(tmp_path / "csv")]) == 0
     trials = pd.read_csv(tmp_path / "csv" / "trials.csv")
     hist = pd.read_csv(tmp_path / "csv" / "history.csv")
     runs = trials[trials.status != "reference"]
@@ -53,7 +60,7 @@ def test_a_toy_attack_and_a_toy_unlearner_run_end_to_end(tmp_path):
     assert "val_flip_rate" in hist.columns  # the attack's checkpoint figure, in the history
     finished = runs[runs.status == "finished"]
     assert finished.flip_rate.notna().all() and finished.effect.notna().all()
-    _cli(["report", str(tmp_path / "csv"), "--out", str(tmp_path / "report")], env)
+    assert main(["report", str(tmp_path / "csv"), "--out", str(tmp_path / "report")]) == 0
     verdict = pd.read_csv(tmp_path / "report" / "verdict.csv").set_index("method")
     assert {"none", "retrain", "gd", "ascent_mix"} <= set(verdict.index)
     judged = verdict.loc[["gd", "ascent_mix"]]

@@ -95,6 +95,7 @@ def unlearn_trial(config: dict, specs: dict[str, TrialSpec]) -> None:
     refs = {"none": scen.manifest["metrics"]["initial"], "retrain": scen.manifest["metrics"]["retrain"]}
     attack = scen.attack
     eval_s = [0.0]  # time spent in checkpoint evaluations (reported: the sweep's evaluation share)
+    report_s = [0.0]  # time blocked in checkpoint reports (Tune's round trip to the driver)
 
     def on_checkpoint(model, info):
         if info["cap_used"] >= 1 - 1e-9:
@@ -104,11 +105,13 @@ def unlearn_trial(config: dict, specs: dict[str, TrialSpec]) -> None:
         m = scen.evaluate(model, parts=("tune",), full=False, tune_cap=CHECKPOINT_POISONS)
         eval_s[0] += time.perf_counter() - t
         eff = attack.effect(m, refs)
+        t = time.perf_counter()
         tune.report({"budget_spent": info["budget_spent"], "step": max(1, round(info["spent"] / cap_step)),
                      "val_acc": m["val_acc"], **{k: m[k] for k in attack.checkpoint_keys if k in m}, "effect": eff,
                      "objective": objective(eff, m["val_acc"], spec.floor),
                      "diverged": False, "final": False, "node_id": node, "attempt": attempt,
-                     "method": spec.method, "eval_s": eval_s[0]})
+                     "method": spec.method, "eval_s": eval_s[0], "report_s": report_s[0]})
+        report_s[0] += time.perf_counter() - t
         return False
 
     # checkpoints at multiples of checkpoint_every x the sweep's cap (ASHA's steps), not of this trial's
@@ -131,7 +134,8 @@ def unlearn_trial(config: dict, specs: dict[str, TrialSpec]) -> None:
               "diverged": res.diverged, "final": True, "steps": res.steps, "unlearn_wall_s": res.wall_s,
               "trial_wall_s": time.perf_counter() - t0, "node_id": node, "pid": os.getpid(),
               "hparams": {**res.hparams, "cap_share": share}, "attempt": attempt, "method": spec.method,
-              "eval_s": eval_s[0], "final_eval_s": final_eval_s, "evidence": "deferred" if deferred else "trial"}
+              "eval_s": eval_s[0], "report_s": report_s[0], "final_eval_s": final_eval_s,
+              "evidence": "deferred" if deferred else "trial"}
     record_final(spec.sweep_root, ctx.get_trial_id(), report)
     tune.report(report)
 
