@@ -1,4 +1,5 @@
-"""Shared fixtures. Ray (when a test needs it) is one private, loopback-only instance per run."""
+"""Shared fixtures. Ray (when a test needs it) is one private, loopback-only instance per test process
+(`pytest -n 2`: one in each of the two)."""
 from __future__ import annotations
 
 import atexit
@@ -21,7 +22,11 @@ if "RAYSWEEP_CACHE" not in os.environ:
 # Tests read only what the repository carries: the bundled data (a fresh clone has nothing beside it).
 BUNDLED = Path(__file__).resolve().parents[1] / "raysweep" / "data" / "bundled"
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+if os.environ.get("PYTEST_XDIST_WORKER"):  # tests in parallel processes: one thread each, no oversubscription
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture(scope="session")
