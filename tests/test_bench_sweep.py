@@ -1,0 +1,37 @@
+"""bench/bench_sweep.py --smoke-test: the sweep-engine bench runs end to end on the tiny scenario, prints
+(a), (b), (c), (c+) and their ratios, and its split of (a) - (c) adds up (docs/performance.md)."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "bench_sweep.py"
+
+
+def value(table: dict, measure: str) -> float:
+    return float(re.match(r"-?[0-9.]+", table[measure]).group())
+
+
+@pytest.mark.slow  # ~80 s on an idle 2-core machine: a prepare, a sweep, a shell loop of 4 processes, 4 bare runs
+def test_the_smoke_bench_prints_every_figure_and_its_split_adds_up(tmp_path):
+    out = tmp_path / "bench.md"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--smoke-test", "--store", str(tmp_path / "store"),
+                           "--out", str(out)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.strip("|").split(" | ") for line in out.read_text().splitlines() if line.startswith("| ")]
+    table = {r[0].strip(): r[1].strip() for r in rows[1:]}
+    a, b, c = (value(table, k) for k in ("(a) raysweep sweep", "(b) shell loop of `raysweep unlearn`",
+                                         "(c) limit: bare unlearning / slots"))
+    c_plus = value(table, "(c+) limit with the search's evaluations")
+    assert a > 0 and b > 0 and 0 < c <= c_plus
+    assert value(table, "(a) / (c)") == pytest.approx(a / c, abs=0.01 + 0.01 * a / c)
+    assert value(table, "(a) / (c+)") == pytest.approx(a / c_plus, abs=0.01 + 0.01 * a / c_plus)
+    assert value(table, "(b) / (a)") == pytest.approx(b / a, abs=0.01)
+    split = [r for r in rows if r[0].strip() == "(a) - (c), slot-seconds"][0]
+    parts = [float(x) for x in re.findall(r" (-?[0-9]+)(?:;|$)", split[2].strip())]
+    assert len(parts) == 7
+    assert sum(parts) == pytest.approx(value(table, "(a) - (c), slot-seconds"), abs=len(parts))  # rounded parts
+    notes = {r[0].strip(): r[2].strip() for r in rows[1:]}
+    assert notes["(a) raysweep sweep"].startswith("4 trials")  # gd and ssd x 2
