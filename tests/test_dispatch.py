@@ -40,9 +40,33 @@ def test_the_early_stopper_never_judges_a_trial_on_another_methods_evidence():
     assert _rung_decisions(shared) == TrialScheduler.STOP
     per_method = MethodDispatchScheduler({"gd": _asha(), "scrub": _asha(), "ssd": None})
     assert _rung_decisions(per_method) == TrialScheduler.CONTINUE  # the only GD result at its rung
+    judged = {d["trial_id"]: d["judged_on"] for d in per_method.decisions}
+    assert judged == {"s1": ["s1"], "s2": ["s1", "s2"], "g1": ["g1"]}  # each on its own method's trials
     ssd = _trial("x1", "ssd")
     per_method.on_trial_add(None, ssd)
     assert per_method.on_trial_result(None, ssd, {"step": 1, "objective": 9.0}) == TrialScheduler.CONTINUE
+
+
+def test_the_early_stopping_record_survives_a_resume(tmp_path):
+    """Tune restores a sweep's scheduler as it was pickled when the sweep started (tuner.pkl): the
+    decisions file written since must keep the first session's entries."""
+    import pickle
+
+    def decide(s, tid, obj):
+        t = _trial(tid, "gd")
+        s.on_trial_add(None, t)
+        s.on_trial_result(None, t, {"step": 1, "objective": obj, "training_iteration": 1})
+
+    first = MethodDispatchScheduler({"gd": _asha()}, root=tmp_path)
+    first.set_search_properties("objective", "min")
+    at_start = pickle.dumps(first)
+    decide(first, "g1", 0.1)
+    decide(first, "g2", 0.5)
+    restored = pickle.loads(at_start)
+    decide(restored, "g3", 0.2)
+    saved = json.loads((tmp_path / "early_stopping.json").read_text())
+    assert [(d["trial_id"], d["action"]) for d in saved] == [("g1", "continue"), ("g2", "stop"), ("g3", "continue")]
+    assert saved[1]["judged_on"] == ["g1", "g2"] and saved[2]["judged_on"] == ["g3"]  # what each stopper had
 
 
 class _Fixed(Searcher):
@@ -102,3 +126,12 @@ def test_trials_of_different_methods_share_the_slots(ray_local, prepared_tiny, t
     assert use["evidence_trials"] == 0
     for m, g in hist.groupby("method"):  # each trial's history is its own method's
         assert set(g.trial_id) <= set(runs[runs.method == m].trial_id)
+    # every decision of the early stoppers in this real sweep, with the trials each was judged on
+    method_of = dict(zip(runs.trial_id, runs.method))
+    decisions = json.loads((sweep / "early_stopping.json").read_text())
+    assert decisions and {d["method"] for d in decisions} <= {"gd", "cfk"}  # SSD is one-shot: no stopper
+    for d in decisions:
+        assert method_of[d["trial_id"]] == d["method"] and {method_of[t] for t in d["judged_on"]} == {d["method"]}, d
+    assert any(len(d["judged_on"]) >= 2 for d in decisions)  # a stopper did compare two trials of its method
+    stops = {d["trial_id"] for d in decisions if d["action"] == "stop"}
+    assert set(runs[runs.status == "stopped"].trial_id) == stops

@@ -12,7 +12,9 @@ more slots than one method's trials stays busy). Each method keeps:
 """
 from __future__ import annotations
 
+import json
 import pickle
+from pathlib import Path
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
@@ -81,12 +83,22 @@ class MethodDispatchSearch(_PickledState, Searcher):
             s.on_trial_complete(trial_id, result=result, error=error)
 
 
-class MethodDispatchScheduler(_PickledState, FIFOScheduler):
-    """One early stopper per method (None for a one-shot method: it runs to its end)."""
+DECISIONS = "early_stopping.json"  # in the sweep directory: what each method's early stopper decided, on whom
 
-    def __init__(self, schedulers: dict[str, TrialScheduler | None]):
+
+class MethodDispatchScheduler(_PickledState, FIFOScheduler):
+    """One early stopper per method (None for a one-shot method: it runs to its end).
+
+    Every decision of a method's stopper is recorded with the trials whose results that stopper had
+    received when it decided (`judged_on`: all it could compare with) and written to `root/DECISIONS`
+    when `root` is given, so a sweep shows that no trial was judged on another method's trials."""
+
+    def __init__(self, schedulers: dict[str, TrialScheduler | None], root: str | Path | None = None):
         super().__init__()
         self.schedulers = schedulers
+        self.root = None if root is None else str(root)
+        self.seen: dict[str, list[str]] = {m: [] for m in schedulers}
+        self.decisions: list[dict] = []
 
     def _sub(self, trial) -> TrialScheduler | None:
         return self.schedulers.get((trial.config or {}).get("method"))
@@ -110,7 +122,30 @@ class MethodDispatchScheduler(_PickledState, FIFOScheduler):
 
     def on_trial_result(self, tune_controller, trial, result) -> str:
         s = self._sub(trial)
-        return s.on_trial_result(tune_controller, trial, result) if s is not None else TrialScheduler.CONTINUE
+        if s is None:
+            return TrialScheduler.CONTINUE
+        method = trial.config["method"]
+        seen = self.seen.setdefault(method, [])
+        if trial.trial_id not in seen:
+            seen.append(trial.trial_id)
+        action = s.on_trial_result(tune_controller, trial, result)
+        self._record(trial.trial_id, method, result, action)
+        return action
+
+    def _record(self, trial_id: str, method: str, result: dict, action: str) -> None:
+        step, value = result.get("step"), result.get(self._metric) if self._metric else None
+        self.decisions.append({"trial_id": trial_id, "method": method, "step": step, "value": value,
+                               "action": "stop" if action == TrialScheduler.STOP else "continue",
+                               "judged_on": list(self.seen[method])})
+        if self.root is not None:
+            from ..artifacts import atomic_write_text
+
+            path = Path(self.root) / DECISIONS
+            if not getattr(self, "_merged", False):  # a resumed sweep: the file holds the earlier sessions' too
+                self._merged = True
+                if path.is_file():
+                    self.decisions = json.loads(path.read_text()) + self.decisions[-1:]
+            atomic_write_text(path, json.dumps(self.decisions, default=float))
 
     def on_trial_complete(self, tune_controller, trial, result):
         s = self._sub(trial)

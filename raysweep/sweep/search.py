@@ -6,6 +6,7 @@ Layout of a sweep directory (`<storage_path>/<name>/`):
     ledger/, done/      what the driver saw happen to each trial; finished trials' final reports
     models/, evidence/  each method's best trial: its weights and its full evaluation (sweep/evidence.py)
     utilisation.json    busy / available slot-seconds and the share of trial time spent evaluating
+    early_stopping.json each early-stopping decision: trial, method, step, objective, the trials it was judged on
 One `Tuner` runs all methods (sweep/dispatch.py): a free slot takes the next trial of any method whose
 search still wants one; each method keeps its own search and its own early stopping.
 """
@@ -205,7 +206,7 @@ def _new_tuner(tune, trainable, spaces, cfg: SweepConfig, root: Path, callbacks:
         grace = min(n_steps, max(1, int(round(cfg.asha_grace / cfg.checkpoint_every))))
         scheduler = MethodDispatchScheduler({m: ASHAScheduler(time_attr="step", max_t=n_steps, grace_period=grace,
                                                               reduction_factor=3) if METHODS.get(m).iterative else None
-                                             for m in cfg.methods})
+                                             for m in cfg.methods}, root=root)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler,
