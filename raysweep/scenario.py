@@ -142,12 +142,16 @@ class Scenario:
         return self.scored(model, parts, full, tune_cap)[0]
 
     def scored(self, model, parts: tuple[str, ...] = ("all", "tune", "holdout"),
-               full: bool = True, tune_cap: int | None = None) -> tuple[dict, dict]:
+               full: bool = True, tune_cap: int | None = None, known: dict | None = None) -> tuple[dict, dict]:
         """(metrics as `evaluate`, {"scores", "control"}: the per-poison GUS scores I_z of the poisons'
         own noise and of the fresh control noise, [k] float64, NaN outside `parts`; {} without noise or
-        parts). Every figure is taken on `model.for_eval()` (BatchNorm folded, Classifier.for_eval)."""
+        parts). Every figure is taken on `model.for_eval()` (BatchNorm folded, Classifier.for_eval).
+        `known`: figures of this same model taken before ({"val_acc"}, and {"scores", "control"} as this
+        returns them, NaN where not taken), used instead of taken again (the after-search evidence reuses
+        the trial's final report: sweep/evidence.py)."""
+        known = known or {}
         model = model.for_eval() if hasattr(model, "for_eval") else model  # BatchNorm folded: Classifier.for_eval
-        out = {"val_acc": evaluate(model, self.data.val)["acc"]}
+        out = {"val_acc": float(known["val_acc"]) if "val_acc" in known else evaluate(model, self.data.val)["acc"]}
         ps = self.poisoned
         if self.attack is not None:
             out.update(self.attack.evaluate(model, self.data, ps))
@@ -164,14 +168,17 @@ class Scenario:
         if tune_cap and tune_cap < len(rows["tune"]):  # budget checkpoints: a fixed, seeded subset of the half
             pick = torch.randperm(len(rows["tune"]), generator=torch.Generator().manual_seed(self.cfg.seed))
             rows["tune"] = rows["tune"][pick[:tune_cap].sort().values]
-        need = torch.cat([rows[p] for p in parts]).unique()
-        y = ps.train.y[ps.poison_idx].cpu()
-        x_need = ps.clean_x[need]
-        s_need, c_need = gus_score_sets(model, x_need, y[need], [ps.noise[need], self.control_noise[need]], ps.eps,
-                                        self.cfg.score, ps.grad_scale)
+        want = torch.cat([rows[p] for p in parts]).unique()
         s = torch.full((ps.k,), float("nan"), dtype=torch.float64)
         c = s.clone()
-        s[need], c[need] = s_need, c_need
+        if "scores" in known:  # rows scored before are taken as they were
+            s[want], c[want] = known["scores"].double()[want], known["control"].double()[want]
+        need = want[s[want].isnan() | c[want].isnan()]
+        if len(need):
+            y = ps.train.y[ps.poison_idx].cpu()
+            s[need], c[need] = gus_score_sets(model, ps.clean_x[need], y[need],
+                                              [ps.noise[need], self.control_noise[need]], ps.eps,
+                                              self.cfg.score, ps.grad_scale)
         for part in parts:
             summ = gus_summary(s[rows[part]], c[rows[part]])
             prefix = "" if part == "all" else f"{part}_"

@@ -3,11 +3,12 @@ is the best, and that evaluating saved weights gives what the trial would have r
 import json
 import math
 
+import pytest
 import torch
 
 from raysweep.artifacts import LocalStore, atomic_write_text
 from raysweep.scenario import Scenario
-from raysweep.sweep.evidence import evaluate_weights, full_evidence, keep_if_best, model_path
+from raysweep.sweep.evidence import evaluate_weights, full_evidence, keep_if_best, known_path, model_path
 from raysweep.sweep.ledger import done_path
 from raysweep.sweep.trainable import TrialSpec
 from raysweep.unlearn.session import unlearn_scenario
@@ -49,3 +50,34 @@ def test_full_evidence_of_saved_weights_equals_the_in_trial_evaluation(prepared_
             assert got[key] == value, key
     held = scen.holdout_scores(scores)
     assert got["holdout_scores"] == held["scores"] and got["holdout_control_scores"] == held["control"]
+
+
+def test_the_evidence_reuses_what_the_trials_final_report_took(prepared_tiny, tiny_cfg, tmp_path):
+    """The final report's validation accuracy and tuning-half scores are kept beside the weights and not
+    taken again; the rest (test, forget set, MIA, held-out poisons) is."""
+    root, _ = prepared_tiny
+    scen = Scenario.load(LocalStore(root), tiny_cfg)
+    res = unlearn_scenario(scen, "gd", 0.05, {"lr": 0.01}, 0, None, 0.25)
+    want, _ = scen.scored(res.model)
+    final, tune = scen.scored(res.model, parts=("tune",), full=False)  # as the trial's final report takes them
+    rows = {part: tune["scores"][getattr(scen, f"{part}_rows").long()] for part in ("tune", "holdout")}
+    assert rows["tune"].isfinite().all() and rows["holdout"].isnan().all()
+    assert keep_if_best(tmp_path, "t1", "gd", 0.0, res.model, {"val_acc": final["val_acc"], **tune})
+    weights = str(model_path(tmp_path, "t1"))
+    got = evaluate_weights(scen, weights)
+    for key, value in want.items():
+        if isinstance(value, float) and math.isnan(value):
+            assert got[key] is None
+        elif isinstance(value, float):
+            assert got[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+        else:
+            assert got[key] == value, key
+    # reused, not re-taken: figures put in by hand come out as given, the held-out half is computed
+    shifted = {"val_acc": 0.123, "scores": tune["scores"] + 1.0, "control": tune["control"]}
+    torch.save(shifted, known_path(weights))
+    again = evaluate_weights(scen, weights)
+    assert again["val_acc"] == 0.123 and again["tune_gus"] == pytest.approx(want["tune_gus"] + 1.0)
+    assert again["holdout_gus"] == got["holdout_gus"] and again["test_acc"] == got["test_acc"]
+    _done(tmp_path, "t1", "gd", 0.0)
+    assert keep_if_best(tmp_path, "t2", "gd", -1.0, res.model)  # better: t1's weights and figures are dropped
+    assert not model_path(tmp_path, "t1").exists() and not known_path(weights).exists()

@@ -58,7 +58,8 @@ def test_two_methods_three_trials_complete_and_export(ray_local, scen, prepared_
     assert best.holdout_z.notna().all() and best.test_acc.notna().all() and best.mia_tpr.notna().all()
     rest = finished[~finished.is_best]
     assert (rest.evidence == "deferred").all() and rest.test_acc.isna().all()
-    assert {p.stem for p in (sweep / "models").glob("*.pt")} == set(best.trial_id)
+    kept = sorted(p.name for p in (sweep / "models").glob("*.pt"))  # weights, and what their final report took
+    assert kept == sorted(f"{t}{ext}" for t in best.trial_id for ext in (".pt", ".known.pt"))
     assert {p.stem for p in (sweep / "evidence").glob("*.json")} == set(best.trial_id)
     _, _, scores = load_tables(sweep)
     assert set(scores[~scores.method.isin(["none", "retrain"])].trial_id) == set(best.trial_id)

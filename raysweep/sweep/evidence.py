@@ -10,8 +10,13 @@ method's best trial in full (in the driver on a local CPU sweep, else as Ray tas
 resources) and drops the other weights.
 `--evidence all` evaluates every finished trial in full inside the trial, as before.
 
+The evidence reuses what the trial's final report already took on the same weights (validation
+accuracy and the tuning half's per-poison scores, kept beside the weights): 46 % of a full
+evaluation of the default scenario (docs/performance.md).
+
 Layout in the sweep directory:
     models/<trial_id>.pt         final weights of the best trial of each method (others are removed)
+    models/<trial_id>.known.pt   what its final report took on them (val_acc, per-poison scores)
     evidence/<trial_id>.json     the full evaluation of that trial, merged into its row on export
 """
 from __future__ import annotations
@@ -31,6 +36,11 @@ def model_path(root: str | Path, trial_id: str) -> Path:
     return Path(root) / "models" / f"{trial_id}.pt"
 
 
+def known_path(weights: str | Path) -> Path:
+    """Beside saved weights: the figures the trial's final report took on them (`Scenario.scored`'s known)."""
+    return Path(weights).with_suffix(".known.pt")
+
+
 def evidence_path(root: str | Path, trial_id: str) -> Path:
     return Path(root) / "evidence" / f"{trial_id}.json"
 
@@ -40,21 +50,30 @@ def _objective(report: dict) -> float:
     return float(v) if v is not None and math.isfinite(float(v)) else math.inf
 
 
-def keep_if_best(root: str | Path, trial_id: str, method: str, objective: float, model) -> bool:
+def keep_if_best(root: str | Path, trial_id: str, method: str, objective: float, model,
+                 known: dict | None = None) -> bool:
     """Save the final weights of a trial that is at least as good as every finished trial of its
-    method so far, and drop the weights of that method's finished trials it beats (two trials
-    finishing at once may both keep theirs; the driver prunes after the search)."""
+    method so far (with `known`, what its final report took on them), and drop the weights of that
+    method's finished trials it beats (two trials finishing at once may both keep theirs; the driver
+    prunes after the search)."""
     mine = {tid: _objective(r) for tid, r in read_records(Path(root) / "done").items()
             if r.get("method") == method and tid != trial_id}
     obj = _objective({"objective": objective})
     if mine and obj > min(mine.values()):
         return False
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if known:  # first, so weights on disk always come with their figures
+        atomic_write(known_path(model_path(root, trial_id)), lambda tmp: torch.save(known, tmp))
     atomic_write(model_path(root, trial_id), lambda tmp: torch.save(state, tmp))
     for tid, o in mine.items():
         if o > obj:
-            model_path(root, tid).unlink(missing_ok=True)
+            _drop(model_path(root, tid))
     return True
+
+
+def _drop(weights: Path) -> None:
+    weights.unlink(missing_ok=True)
+    known_path(weights).unlink(missing_ok=True)
 
 
 def read_evidence(root: str | Path) -> dict[str, dict]:
@@ -62,10 +81,10 @@ def read_evidence(root: str | Path) -> dict[str, dict]:
     return read_records(Path(root) / "evidence")
 
 
-def full_evaluation(scen, model) -> dict:
+def full_evaluation(scen, model, known: dict | None = None) -> dict:
     """The verdict's evidence of `model`: every figure of `Scenario.evaluate`, with the held-out half's
-    per-poison scores (histograms and the verdict) for noise attacks."""
-    metrics, scores = scen.scored(model)
+    per-poison scores (histograms and the verdict) for noise attacks; `known` as `Scenario.scored`'s."""
+    metrics, scores = scen.scored(model, known=known)
     held = scen.holdout_scores(scores)
     if held:
         metrics["holdout_scores"], metrics["holdout_control_scores"] = held["scores"], held["control"]
@@ -78,8 +97,9 @@ def evaluate_weights(scen, weights: str) -> dict:
 
     t = time.perf_counter()
     model = scenario_model(scen.cfg, scen.data, scen.device, torch.load(weights, map_location="cpu"))
+    known = torch.load(known_path(weights)) if known_path(weights).is_file() else None
     metrics = {k: (None if isinstance(v, float) and math.isnan(v) else v)
-               for k, v in full_evaluation(scen, model).items()}
+               for k, v in full_evaluation(scen, model, known).items()}
     return {**metrics, "evidence_eval_s": time.perf_counter() - t}
 
 
@@ -138,7 +158,7 @@ def complete_evidence(root: str | Path, specs: dict, res: dict, say=print, scen=
     keep = set(best.trial_id)
     folder = Path(root) / "models"
     for f in folder.glob("*.pt") if folder.is_dir() else []:
-        if f.stem not in keep:
+        if f.name.split(".")[0] not in keep:
             f.unlink(missing_ok=True)
     return {"trials": done, "wall_s": time.perf_counter() - t0}
 

@@ -121,11 +121,13 @@ def unlearn_trial(config: dict, specs: dict[str, TrialSpec]) -> None:
     t = time.perf_counter()
     deferred = spec.evidence == "best" and spec.sweep_root is not None
     # what the search needs; the verdict's evidence comes after the search (evidence.py) or here
-    final = scen.evaluate(res.model, parts=("tune",), full=False) if deferred else full_evaluation(scen, res.model)
+    final, scores = scen.scored(res.model, parts=("tune",), full=False) if deferred else \
+        (full_evaluation(scen, res.model), {})
     eff = attack.effect(final, refs)
     obj = objective(eff, final["val_acc"], spec.floor, res.diverged)
-    if deferred:
-        keep_if_best(spec.sweep_root, ctx.get_trial_id(), spec.method, obj, res.model)
+    if deferred:  # with what this report took on the weights: the evidence reuses it
+        keep_if_best(spec.sweep_root, ctx.get_trial_id(), spec.method, obj, res.model,
+                     {"val_acc": final["val_acc"], **scores})
     final_eval_s = time.perf_counter() - t
     final = {k: (v if not (isinstance(v, float) and math.isnan(v)) else None) for k, v in final.items()}
     report = {**final, "budget_spent": res.budget_spent,
