@@ -92,6 +92,23 @@ def test_the_searcher_interleaves_methods_and_routes_results_to_their_own_search
     assert next_method({"a": 4, "b": 2}, {"a": 1, "b": 1}, ["a", "b"]) == ["a", "b"]  # a: 1/4 done, b: 1/2
 
 
+def test_each_round_starts_the_methods_with_the_longest_trials_first():
+    """Equally advanced methods: the one whose ended trials took longest starts first (an unknown one
+    counts as longest), so a sweep ends on short trials instead of a long one beside an idle slot."""
+    subs = {"gd": _Fixed("gd"), "ssd": _Fixed("ssd"), "cfk": _Fixed("cfk")}
+    search = MethodDispatchSearch(subs, {"gd": 3, "ssd": 3, "cfk": 3})
+    first = [search.suggest(f"t{i}") for i in range(3)]
+    assert [c["method"] for c in first] == ["gd", "ssd", "cfk"]  # nothing known yet: the sweep's order
+    for tid, took in (("t0", 12.0), ("t1", 20.0)):  # gd 12 s, ssd 20 s; cfk still running
+        search.on_trial_complete(tid, {"objective": 0.1, "time_total_s": took})
+    second = [search.suggest(f"t{i}")["method"] for i in range(3, 6)]
+    assert second == ["cfk", "ssd", "gd"]
+    search.on_trial_complete("t2", {"objective": 0.1, "time_total_s": 5.0})
+    search.on_trial_complete("t3", {"objective": 0.1, "time_total_s": 7.0}, error=True)  # an error: not counted
+    assert search.seconds == {"gd": [12.0], "ssd": [20.0], "cfk": [5.0]}
+    assert [search.suggest(f"t{i}")["method"] for i in range(6, 9)] == ["ssd", "gd", "cfk"]
+
+
 def test_a_methods_search_seed_depends_on_its_own_name_only():
     assert search_seed(0, "gd") == search_seed(0, "gd") != search_seed(0, "ngd")
     assert search_seed(1, "gd") != search_seed(0, "gd")

@@ -20,11 +20,16 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 
-def next_method(wanted: dict[str, int], started: dict[str, int], order: list[str]) -> list[str]:
-    """Methods whose search still wants a trial, the least advanced first (ties: the sweep's order),
-    so methods interleave instead of running one after another."""
+def next_method(wanted: dict[str, int], started: dict[str, int], order: list[str],
+                seconds: dict[str, list[float]] | None = None) -> list[str]:
+    """Methods whose search still wants a trial, the least advanced first, so methods interleave instead
+    of running one after another; among equally advanced ones the longest trials first (mean `seconds`
+    of the method's ended trials; a method with none yet counts as the longest; ties: the sweep's
+    order), so the sweep ends on short trials rather than one long trial beside an idle slot."""
+    seconds = seconds or {}
+    mean = {m: sum(seconds[m]) / len(seconds[m]) if seconds.get(m) else float("inf") for m in order}
     left = [m for m in order if started[m] < wanted[m]]
-    return sorted(left, key=lambda m: (started[m] / wanted[m], order.index(m)))
+    return sorted(left, key=lambda m: (started[m] / wanted[m], -mean[m], order.index(m)))
 
 
 class _PickledState:
@@ -49,6 +54,7 @@ class MethodDispatchSearch(_PickledState, Searcher):
         self.order = list(searchers)
         self.started = {m: 0 for m in searchers}
         self.method_of: dict[str, str] = {}
+        self.seconds: dict[str, list[float]] = {m: [] for m in searchers}  # ended trials' run times, per method
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True  # each method's searcher was built with its own space, metric and mode
@@ -56,7 +62,7 @@ class MethodDispatchSearch(_PickledState, Searcher):
     def suggest(self, trial_id: str):
         if trial_id in self.method_of:  # asked again for a trial it already answered (restore)
             return None
-        candidates = next_method(self.trials, self.started, self.order)
+        candidates = next_method(self.trials, self.started, self.order, self.seconds)
         if not candidates:
             return Searcher.FINISHED
         for method in candidates:
@@ -81,6 +87,9 @@ class MethodDispatchSearch(_PickledState, Searcher):
         s = self._route(trial_id)
         if s is not None:
             s.on_trial_complete(trial_id, result=result, error=error)
+            took = (result or {}).get("time_total_s")  # Tune's: the trial's time so far (stopped: until then)
+            if took is not None and not error:
+                self.seconds.setdefault(self.method_of[trial_id], []).append(float(took))
 
 
 DECISIONS = "early_stopping.json"  # in the sweep directory: what each method's early stopper decided, on whom
