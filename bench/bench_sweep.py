@@ -145,14 +145,16 @@ def main() -> None:
         return f"{col('eval_s', method) / u:.1%}" if u > 0 else "n/a"
 
     ev_s, outside = use.get("evidence_s", 0.0), t_sweep - use["wall_s"] - use.get("evidence_s", 0.0)
+    ev_tail = use.get("evidence_tail_slot_s", 0.0)  # the evidence done in the search's idle tail (tail.py)
     parts = {"checkpoint evaluations": col("eval_s"), "final reports": col("final_eval_s"),
              "checkpoint reports (the trial waits for the driver's reply)": col("report_s"),
              "rest of the trials (their unlearning beyond (c)'s re-run, set-up, errored trials)":
                  unlearning() - sum(bare) - col("report_s"),
-             "idle slots in the search": use["available_slot_s"] - col("wall_s"),
+             "idle slots in the search": use["available_slot_s"] - col("wall_s") - ev_tail,
+             "evidence in the search's idle tail": ev_tail,
              "evidence after the search": ev_s * a.slots, "outside Tune": outside * a.slots}
     t_evals = (sum(bare) + parts["checkpoint evaluations"] + parts["final reports"]
-               + parts["evidence after the search"]) / a.slots
+               + ev_tail + parts["evidence after the search"]) / a.slots
     methods = sorted({r["method"] for r in runs})
     rows = [("(a) raysweep sweep", f"{t_sweep:.1f} s", f"{len(runs)} trials, {stopped} stopped early by ASHA"),
             ("(b) shell loop of `raysweep unlearn`", "skipped" if a.no_loop else f"{t_loop:.1f} s",
@@ -171,7 +173,8 @@ def main() -> None:
              "all trials together (the trials' time less their evaluations); by method: "
              + ", ".join(f"{m} {share(m)}" for m in methods)),
             ("(a) split", f"{use['wall_s']:.1f} + {ev_s:.1f} + {outside:.1f} s",
-             f"search in Tune + full evidence of {use.get('evidence_trials', 0)} best trial(s) + the rest "
+             f"search in Tune (with the evidence of {use.get('evidence_tail_trials', 0)} best trial(s) in its tail) "
+             f"+ full evidence of {use.get('evidence_trials', 0)} best trial(s) after it + the rest "
              "(imports, Ray start, loading the scenario, export)"),
             ("(a) - (c), slot-seconds", f"{t_sweep * a.slots - sum(bare):.0f}",
              "; ".join(f"{k} {v:.0f}" for k, v in parts.items()))]

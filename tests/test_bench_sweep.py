@@ -31,7 +31,7 @@ def test_the_smoke_bench_prints_every_figure_and_its_split_adds_up(tmp_path):
         assert value(table, ratio) == pytest.approx(num / den, abs=num / den * (0.05 / num + 0.05 / den) + 0.006)
     split = [r for r in rows if r[0].strip() == "(a) - (c), slot-seconds"][0]
     parts = [float(x) for x in re.findall(r" (-?[0-9]+)(?:;|$)", split[2].strip())]
-    assert len(parts) == 7
+    assert len(parts) == 8
     assert sum(parts) == pytest.approx(value(table, "(a) - (c), slot-seconds"), abs=len(parts))  # rounded parts
     notes = {r[0].strip(): r[2].strip() for r in rows[1:]}
     assert notes["(a) raysweep sweep"].startswith("4 trials")  # gd and ssd x 2

@@ -81,3 +81,42 @@ def test_the_evidence_reuses_what_the_trials_final_report_took(prepared_tiny, ti
     _done(tmp_path, "t1", "gd", 0.0)
     assert keep_if_best(tmp_path, "t2", "gd", -1.0, res.model)  # better: t1's weights and figures are dropped
     assert not model_path(tmp_path, "t1").exists() and not known_path(weights).exists()
+
+
+def test_the_tail_evaluates_an_ended_methods_best_trial_only_while_a_slot_is_idle(prepared_tiny, tiny_cfg,
+                                                                                  tmp_path):
+    import pickle
+    from types import SimpleNamespace
+
+    from raysweep.sweep.evidence import evidence_path
+    from raysweep.sweep.search import _method_of
+    from raysweep.sweep.tail import TailEvidence
+
+    root, _ = prepared_tiny
+    scen = Scenario.load(LocalStore(root), tiny_cfg)
+    model = scen.new_model("initial")
+    for tid, obj in (("g1", 0.3), ("g2", 0.1)):
+        assert keep_if_best(tmp_path, tid, "gd", obj, model)
+        _done(tmp_path, tid, "gd", obj)
+
+    def trials(ssd_status):
+        return [SimpleNamespace(trial_id=t, config={"method": m}, status=s)
+                for t, m, s in (("g1", "gd", "TERMINATED"), ("g2", "gd", "TERMINATED"), ("s1", "ssd", ssd_status))]
+
+    busy = TailEvidence(tmp_path, scen, {"gd": 2, "ssd": 1}, 1, _method_of)
+    busy.on_step_end(0, trials("RUNNING"))  # the one slot runs the SSD trial: no idle slot
+    assert busy.finish()["trials"] == 0 and not busy.queued
+    tail = TailEvidence(tmp_path, scen, {"gd": 2, "ssd": 1}, 2, _method_of)
+    tail.on_step_end(0, trials("RUNNING")[:2])  # the SSD trial not created yet: not the tail
+    tail.on_step_end(0, trials("PENDING"))      # ... nor while a trial waits for a slot
+    assert not tail.queued
+    tail.on_step_end(0, trials("RUNNING"))      # every trial started, a slot idle, GD's trials all ended
+    assert tail.queued == ["gd"]
+    done = tail.finish()
+    assert done["trials"] == 1 and done["slot_s"] >= done["wall_s"] > 0
+    assert not evidence_path(tmp_path, "g1").exists()  # the method's best only
+    got = json.loads(evidence_path(tmp_path, "g2").read_text())
+    want = evaluate_weights(scen, str(model_path(tmp_path, "g2")))
+    assert {k: got[k] for k in ("val_acc", "test_acc", "holdout_gus")} == {k: want[k] for k in
+                                                                         ("val_acc", "test_acc", "holdout_gus")}
+    assert pickle.loads(pickle.dumps(tail)).scen is None  # Tune pickles callbacks: no scenario, no thread

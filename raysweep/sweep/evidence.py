@@ -156,10 +156,10 @@ def complete_evidence(root: str | Path, specs: dict, res: dict, say=print, scen=
                 say(f"[sweep] {todo[tid]}: the full evaluation of {tid} failed ({str(e).strip().splitlines()[-1]}); "
                     "its row keeps the search's figures only")
     keep = set(best.trial_id)
-    folder = Path(root) / "models"
-    for f in folder.glob("*.pt") if folder.is_dir() else []:
-        if f.name.split(".")[0] not in keep:
-            f.unlink(missing_ok=True)
+    for folder, pattern in (("models", "*.pt"), ("evidence", "*.json")):  # evidence: the tail's (tail.py)
+        for f in (Path(root) / folder).glob(pattern) if (Path(root) / folder).is_dir() else []:
+            if f.name.split(".")[0] not in keep:
+                f.unlink(missing_ok=True)
     return {"trials": done, "wall_s": time.perf_counter() - t0}
 
 

@@ -40,6 +40,7 @@ from .setup import (  # noqa: F401  (re-exported: the sweep's public API lives h
     trial_resources,
 )
 from .spaces import load_space
+from .tail import TailEvidence
 from .trainable import TrialSpec, unlearn_trial
 
 EXPERIMENT = "trials"  # the Tune experiment's folder inside the sweep directory
@@ -106,6 +107,11 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool
          f"{res['cpu']:g} CPU / {res['gpu']:g} GPU per trial, {slots} slots -> {root}")
     status = LiveStatus({m: cfg.trials for m in cfg.methods}, method_of=_method_of, title=cfg.name)
     callbacks = [status, trial_ledger(root, _method_of)]
+    local = not cfg.address and not res["gpu"]  # the driver holds the scenario: no worker to start
+    tail = None  # each method's evidence in the search's idle tail, where it can be (tail.py)
+    if local and cfg.evidence == "best" and not resume:
+        tail = TailEvidence(root, scen, {m: cfg.trials for m in cfg.methods}, slots, _method_of)
+        callbacks.append(tail)
     if cfg.mlflow:
         callbacks.append(mlflow_callback(cfg.mlflow, cfg.name, method_of=_method_of, tags={"sweep": cfg.name}))
     if resume and tune.Tuner.can_restore(str(path)):
@@ -119,12 +125,13 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool
         cut = len(grid) < cfg.trials * len(cfg.methods)
     except KeyboardInterrupt:
         cut = True
+    in_tail = tail.finish() if tail is not None else {"trials": 0, "wall_s": 0.0, "slot_s": 0.0}
     search_wall = time.perf_counter() - t0
     cut = cut or any(e["status"] == "running" for e in read_ledger(root).values())  # an interrupted fit left it so
     ev = {"trials": 0, "wall_s": 0.0}
     if not cut:  # each method's best trial, in full (evidence.py); a resumed sweep does it when it ends
-        local = not cfg.address and not res["gpu"]  # the driver holds the scenario: no worker to start
         ev = complete_evidence(root, specs, res, _say, scen if local else None)
+    ev = {**ev, "tail_trials": in_tail["trials"], "tail_slot_s": in_tail["slot_s"]}
     wall = time.perf_counter() - t0
     ledger = read_ledger(root)
     for m in cfg.methods:
@@ -135,7 +142,8 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool
     use = utilisation(root, ledger, slots, wall0, search_wall, ev)
     _say(f"[sweep] {wall:.0f}s; slots busy {use['busy_share']:.0%} ({use['busy_slot_s']:.0f} of "
          f"{use['available_slot_s']:.0f} slot-seconds, {slots} slots); checkpoint evaluation "
-         f"{use['eval_share']:.0%} of trial time; evidence of {ev['trials']} best trial(s) {ev['wall_s']:.0f}s")
+         f"{use['eval_share']:.0%} of trial time; evidence of {ev['trials'] + ev['tail_trials']} best trial(s): "
+         f"{ev['tail_trials']} in the search's idle tail, {ev['trials']} after it in {ev['wall_s']:.0f}s")
     if cut:
         _say(f"[sweep] interrupted: resume with `raysweep sweep --resume --name {cfg.name} "
              f"--storage-path {Path(cfg.storage_path).resolve()} ...` (same scenario and options)")
@@ -148,9 +156,10 @@ def _method_of(trial) -> str:
 
 def utilisation(root: Path, ledger: dict, slots: int, wall0: float, wall: float, ev: dict | None = None) -> dict:
     """Busy slot-seconds (trial start to end, this session) over available slot-seconds (slots x the
-    search's wall time), the share of the trials' time spent in checkpoint evaluation, and the time
-    the after-search evidence took (evidence_trials, evidence_s); appended to utilisation.json (one
-    entry per session: a resumed sweep adds one)."""
+    search's wall time), the share of the trials' time spent in checkpoint evaluation, the time the
+    after-search evidence took (evidence_trials, evidence_s) and the evidence done in the search's
+    idle tail (evidence_tail_trials, evidence_tail_slot_s: seconds x threads, within the search's
+    idle slot-seconds); appended to utilisation.json (one entry per session: a resumed sweep adds one)."""
     busy = sum(min(e["ended"] or wall0 + wall, wall0 + wall) - max(e["started"] or wall0, wall0)
                for e in ledger.values() if (e.get("ended") or 0) > wall0)
     evals = sum(float(e.get("eval_s") or 0.0) for e in ledger.values())
@@ -158,7 +167,9 @@ def utilisation(root: Path, ledger: dict, slots: int, wall0: float, wall: float,
     entry = {"started": wall0, "wall_s": round(wall, 2), "slots": slots, "busy_slot_s": round(busy, 2),
              "available_slot_s": round(slots * wall, 2), "busy_share": busy / (slots * wall) if wall else 0.0,
              "eval_s": round(evals, 2), "trial_s": round(trial_s, 2), "eval_share": evals / trial_s if trial_s else 0.0,
-             "evidence_trials": (ev or {}).get("trials", 0), "evidence_s": round((ev or {}).get("wall_s", 0.0), 2)}
+             "evidence_trials": (ev or {}).get("trials", 0), "evidence_s": round((ev or {}).get("wall_s", 0.0), 2),
+             "evidence_tail_trials": (ev or {}).get("tail_trials", 0),
+             "evidence_tail_slot_s": round((ev or {}).get("tail_slot_s", 0.0), 2)}
     path = root / "utilisation.json"
     sessions = json.loads(path.read_text()) if path.is_file() else []
     atomic_write_text(path, json.dumps(sessions + [entry], indent=1))

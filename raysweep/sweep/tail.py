@@ -1,0 +1,102 @@
+"""The after-search evidence, started in the search's tail where it can be.
+
+Once every trial has started and a slot is idle (the last trials run beside it), each method whose
+trials have all ended has its best finished trial evaluated in full (sweep/evidence.py) by a thread
+of the driver, on as many torch threads as there are idle slots; `complete_evidence` then does only
+what is left. Local CPU sweeps only: the driver holds the scenario there (a cluster's or a GPU's
+evidence stays after the search, as Ray tasks). Not pickled with the Tuner: a resumed sweep does its
+evidence after the search, as before. docs/sweep.md, docs/performance.md.
+"""
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from pathlib import Path
+
+from ray.tune import Callback
+
+from ..artifacts import atomic_write_text
+from .evidence import evaluate_weights, evidence_path, model_path, read_evidence
+from .ledger import read_records
+
+_ENDED = ("TERMINATED", "ERROR")
+
+
+def best_finished(root: str | Path, method: str) -> str | None:
+    """The method's finished trial with the lowest objective that kept its weights (the export's
+    is_best: a tie goes to the trial evaluated in full), or None."""
+    done = {tid: r for tid, r in read_records(Path(root) / "done").items() if r.get("method") == method}
+    ranked = sorted((float(r["objective"]), tid) for tid, r in done.items()
+                    if r.get("objective") is not None and math.isfinite(float(r["objective"])))
+    if not ranked or not model_path(root, ranked[0][1]).is_file():
+        return None
+    return ranked[0][1]
+
+
+class TailEvidence(Callback):
+    def __init__(self, root: str | Path, scen, trials: dict[str, int], slots: int, method_of):
+        self.root, self.scen, self.trials, self.slots, self.method_of = Path(root), scen, trials, slots, method_of
+        self.queued: list[str] = []    # methods whose evidence is due, in the order their trials ended
+        self.evaluated: dict[str, tuple[float, int]] = {}  # trial_id -> (seconds its evaluation took, threads)
+        self._next = 0  # queued[_next:] are still to do
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._idle = 1
+
+    def __getstate__(self):  # Tune pickles its callbacks with the experiment: no scenario, no thread
+        return {"root": self.root, "trials": self.trials, "slots": self.slots, "method_of": self.method_of}
+
+    def __setstate__(self, state):
+        self.__init__(state["root"], None, state["trials"], state["slots"], state["method_of"])
+
+    def on_step_end(self, iteration, trials, **info):
+        if self.scen is None or self._stop.is_set() or len(trials) < sum(self.trials.values()):
+            return
+        if any(t.status == "PENDING" for t in trials):
+            return
+        running = sum(t.status == "RUNNING" for t in trials)
+        if running >= self.slots:
+            return
+        self._idle = self.slots - running
+        for m, n in self.trials.items():
+            mine = [t for t in trials if self.method_of(t) == m]
+            if m not in self.queued and len(mine) == n and all(t.status in _ENDED for t in mine):
+                self.queued.append(m)
+        if self._thread is None and self._next < len(self.queued):
+            self._thread = threading.Thread(target=self._run, name="raysweep-tail-evidence", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        import torch
+
+        before = torch.get_num_threads()
+        try:
+            while self._next < len(self.queued) and not self._stop.is_set():
+                tid = best_finished(self.root, self.queued[self._next])
+                self._next += 1
+                if tid is None or tid in read_evidence(self.root):
+                    continue
+                threads = max(1, self._idle)
+                torch.set_num_threads(threads)
+                t = time.perf_counter()
+                try:
+                    metrics = evaluate_weights(self.scen, str(model_path(self.root, tid)))
+                except Exception:  # noqa: BLE001 - left to complete_evidence, which reports it
+                    continue
+                atomic_write_text(evidence_path(self.root, tid), json.dumps(metrics, default=float))
+                self.evaluated[tid] = (time.perf_counter() - t, threads)
+        finally:
+            torch.set_num_threads(before)
+            self._thread = None  # a method queued meanwhile starts a new thread at the next step
+
+    def finish(self) -> dict:
+        """At the search's end (or Ctrl-C): let the evaluation under way end, start none. Returns
+        {"trials": evaluated in the tail, "wall_s": their seconds, "slot_s": seconds x threads}."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join()
+        return {"trials": len(self.evaluated), "wall_s": sum(s for s, _ in self.evaluated.values()),
+                "slot_s": sum(s * n for s, n in self.evaluated.values())}
