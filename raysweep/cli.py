@@ -142,12 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _setup(args):
+def _setup(args, trains: bool = True):
+    """Threads and device; torch's deterministic algorithms where the command trains (`trains`: a sweep's
+    driver does not, and its `prepare` sets them itself when it must train; the setting imports torch's
+    compiler, 3 s: docs/performance.md)."""
     from .runtime import deterministic, pick_device, set_threads
 
     set_threads(args.threads)
     device = pick_device(args.device)
-    deterministic(device)
+    if trains:
+        deterministic(device)
     return device
 
 
@@ -273,7 +277,7 @@ def cmd_sweep(args) -> int:
                             mlflow=check_mlflow_uri(args.mlflow) if args.mlflow else None).check()
     for m in methods:
         load_space(m, args.spaces_dir)  # bad YAML fails here, before Ray or training starts
-    device = _setup(args)
+    device = _setup(args, trains=False)
     if args.name or args.resume:
         check_sweep_name_free(sweep_cfg, args.resume)
     if args.resume:  # options that differ from the sweep's own: one line, before Ray starts

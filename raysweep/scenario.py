@@ -252,6 +252,9 @@ def prepare(cfg: ScenarioConfig, store: Store | str, device: torch.device | str 
         say(f"scenario {cfg.hash()} already prepared in {store.open_dir(key)}: nothing to train")
         return manifest, False
     device = torch.device(device)
+    from .runtime import deterministic
+
+    deterministic(device)  # here, not in every command: a sweep's driver trains only when it prepares (3 s import)
     t0 = time.perf_counter()
     data = scenario_data(cfg, data_dir)
     attack = make_attack(cfg.attack, cfg.attack_params)

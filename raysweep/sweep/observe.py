@@ -20,7 +20,6 @@ from ray.tune import Callback
 
 from ..eta import eta_line, fmt_duration  # noqa: F401 - re-exported
 from .trackers import (  # noqa: F401 - the integration API in one place
-    MethodTaggedMLflow,
     StoredOptunaSearch,
     check_mlflow_uri,
     check_optuna_storage,

@@ -9,14 +9,12 @@ Each check runs before any training and fails with one ConfigError naming the fi
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import tempfile
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
-from ray.air.integrations.mlflow import MLflowLoggerCallback
 from ray.tune.search.optuna import OptunaSearch
 
 from ..errors import ConfigError
@@ -197,36 +195,15 @@ def check_mlflow_uri(uri: str) -> str:
     return path.as_uri()
 
 
-class MethodTaggedMLflow(MLflowLoggerCallback):
-    """MLflowLoggerCallback that tags each trial's run with its method (and the callback's own tags)."""
-
-    def __init__(self, *args, method_of: str | Callable | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.method_of = method_of
-
-    def setup(self, *args, **kwargs):
-        if str(self.tracking_uri).startswith("file:"):   # MLflow 3 keeps its file store ("maintenance mode")
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # behind this switch; also on a resume
-        super().setup(*args, **kwargs)
-
-    def log_trial_start(self, trial):
-        base = dict(self.tags or {})
-        m = self.method_of(trial) if callable(self.method_of) else \
-            self.method_of or (getattr(trial, "config", None) or {}).get("method")
-        self.tags = {**base, **({"method": str(m)} if m else {})}
-        try:
-            super().log_trial_start(trial)
-        finally:
-            self.tags = base
-
-
 def mlflow_callback(uri: str, experiment_name: str, method_of: str | Callable | None = None,
-                    tags: dict | None = None) -> MethodTaggedMLflow:
+                    tags: dict | None = None):
     """Ray Tune's MLflow callback: one MLflow run per trial (its hyperparameters as params, every report as
     metrics) in the experiment `experiment_name` (the sweep's name), tagged with the trial's method. The
-    experiment is created (or reused) when the Tuner starts, in the driver process."""
+    experiment is created (or reused) when the Tuner starts, in the driver process (mlflow_run.py)."""
     uri = check_mlflow_uri(uri)
-    try:
+    try:  # imported here: Ray's MLflow integration imports mlflow itself (2.4 s), wanted only with --mlflow
+        from .mlflow_run import MethodTaggedMLflow
+
         return MethodTaggedMLflow(tracking_uri=uri, experiment_name=experiment_name, tags=dict(tags or {}),
                                   save_artifact=False, method_of=method_of)
     except ImportError:             # Ray imports mlflow when the callback is built
