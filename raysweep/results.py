@@ -132,7 +132,8 @@ def load_results(sweep: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 def _trial_sources(sweep: Path, meta: dict, ledger: dict):
     """(method, trial_id, params, reports of the last attempt, attempts, error file or None) of every
     trial: those of the Tune experiment, then those finished just before a killed driver's last
-    snapshot (ledger `lost`, final report in done/: the resumed experiment never knew them)."""
+    snapshot (final report in done/, ledger `lost`, or `finished` when the killed driver saw the end too:
+    the resumed experiment never knew them)."""
     seen = set()
     for method, tdir in trial_dirs(sweep, meta):
         params = json.loads((tdir / "params.json").read_text())
@@ -143,7 +144,8 @@ def _trial_sources(sweep: Path, meta: dict, ledger: dict):
         err_f = tdir / "error.txt"
         yield method, trial_id, params, results, n_attempts, err_f if err_f.is_file() else None
     for trial_id, entry in ledger.items():
-        done = replay_final(sweep, trial_id) if entry.get("status") == "lost" and trial_id not in seen else None
+        ended = entry.get("status") in ("lost", "finished")
+        done = replay_final(sweep, trial_id) if ended and trial_id not in seen else None
         if done and entry.get("method") in meta["spaces"]:
             params = {"cap_share": (done.get("hparams") or {}).get("cap_share", 1.0)}
             yield entry["method"], trial_id, params, [done], 1, None

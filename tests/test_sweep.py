@@ -65,6 +65,16 @@ def test_two_methods_three_trials_complete_and_export(ray_local, scen, prepared_
     assert set(scores[~scores.method.isin(["none", "retrain"])].trial_id) == set(best.trial_id)
     csv = export(sweep, "csv", tmp_path / "csv")
     assert len(pd.read_csv(csv[0])) == len(trials)
+    # a trial that finished after a killed driver's last snapshot (ledger: finished, final report in done/)
+    # is unknown to the resumed experiment: its folder is gone, the export still has it from done/
+    import shutil
+
+    cut = shutil.copytree(sweep, tmp_path / "after-kill")
+    gone = rest.trial_id.iloc[0]
+    shutil.rmtree(next((cut / "trials").glob(f"*{gone}*")))
+    again = load_results(cut)[0].set_index("trial_id")
+    assert gone in again.index and again.loc[gone, "status"] == "finished"
+    assert again.loc[gone, "objective"] == pytest.approx(rest.set_index("trial_id").loc[gone, "objective"])
 
 
 def test_a_raising_trial_is_retried_then_recorded_and_the_sweep_goes_on(ray_local, scen, prepared_tiny, tmp_path,

@@ -138,7 +138,7 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool
         ended = [e for e in ledger.values() if e["method"] == m]
         counts = {s: sum(e["status"] == s for e in ended) for s in ("finished", "stopped", "errored")}
         _say(f"[sweep] {m}: {counts['finished']} finished, {counts['errored']} errored, "
-             f"{counts['stopped']} stopped early, {cfg.trials - sum(counts.values())} not run")
+             f"{counts['stopped']} stopped early, {max(0, cfg.trials - sum(counts.values()))} not run")
     use = utilisation(root, ledger, slots, wall0, search_wall, ev)
     _say(f"[sweep] {wall:.0f}s; slots busy {use['busy_share']:.0%} ({use['busy_slot_s']:.0f} of "
          f"{use['available_slot_s']:.0f} slot-seconds, {slots} slots); checkpoint evaluation "
