@@ -9,7 +9,7 @@ from ray.tune.search import Searcher
 from raysweep.artifacts import LocalStore
 from raysweep.results import load_tables
 from raysweep.scenario import Scenario
-from raysweep.sweep.dispatch import MethodDispatchScheduler, MethodDispatchSearch, next_method
+from raysweep.sweep.dispatch import MethodDispatchScheduler, MethodDispatchSearch, next_method, read_decisions
 from raysweep.sweep.search import SweepConfig, run_sweep, search_seed
 
 
@@ -42,6 +42,11 @@ def test_the_early_stopper_never_judges_a_trial_on_another_methods_evidence():
     assert _rung_decisions(per_method) == TrialScheduler.CONTINUE  # the only GD result at its rung
     judged = {d["trial_id"]: d["judged_on"] for d in per_method.decisions}
     assert judged == {"s1": ["s1"], "s2": ["s1", "s2"], "g1": ["g1"]}  # each on its own method's trials
+    # the record comes from the stopper's own state: one ASHA behind both methods shows what it judged on
+    one = _asha()
+    wrong = MethodDispatchScheduler({"gd": one, "scrub": one})
+    assert _rung_decisions(wrong) == TrialScheduler.STOP
+    assert {d["trial_id"]: d["judged_on"] for d in wrong.decisions}["g1"] == ["g1", "s1", "s2"]
     ssd = _trial("x1", "ssd")
     per_method.on_trial_add(None, ssd)
     assert per_method.on_trial_result(None, ssd, {"step": 1, "objective": 9.0}) == TrialScheduler.CONTINUE
@@ -64,9 +69,23 @@ def test_the_early_stopping_record_survives_a_resume(tmp_path):
     decide(first, "g2", 0.5)
     restored = pickle.loads(at_start)
     decide(restored, "g3", 0.2)
-    saved = json.loads((tmp_path / "early_stopping.json").read_text())
+    saved = read_decisions(tmp_path)
     assert [(d["trial_id"], d["action"]) for d in saved] == [("g1", "continue"), ("g2", "stop"), ("g3", "continue")]
     assert saved[1]["judged_on"] == ["g1", "g2"] and saved[2]["judged_on"] == ["g3"]  # what each stopper had
+    with open(tmp_path / "early_stopping.jsonl", "a") as f:
+        f.write('{"trial_id": "g4", "meth')  # a line cut by a kill
+    assert len(read_decisions(tmp_path)) == 3
+    # a scheduler and a searcher pickled before these records existed (a sweep started by an older
+    # raysweep) resume without them
+    older = pickle.loads(at_start)
+    del older.__dict__["root"], older.__dict__["decisions"]
+    decide(older, "g5", 0.3)
+    assert len(read_decisions(tmp_path)) == 3 and older.decisions[-1]["trial_id"] == "g5"
+    search = MethodDispatchSearch({"gd": _Fixed("gd")}, {"gd": 2})
+    del search.__dict__["seconds"]
+    assert search.suggest("t0")["method"] == "gd"
+    search.on_trial_complete("t0", {"objective": 0.1, "time_total_s": 3.0})
+    assert search.seconds == {"gd": [3.0]}
 
 
 class _Fixed(Searcher):
@@ -145,7 +164,7 @@ def test_trials_of_different_methods_share_the_slots(ray_local, prepared_tiny, t
         assert set(g.trial_id) <= set(runs[runs.method == m].trial_id)
     # every decision of the early stoppers in this real sweep, with the trials each was judged on
     method_of = dict(zip(runs.trial_id, runs.method))
-    decisions = json.loads((sweep / "early_stopping.json").read_text())
+    decisions = read_decisions(sweep)
     assert decisions and {d["method"] for d in decisions} <= {"gd", "cfk"}  # SSD is one-shot: no stopper
     for d in decisions:
         assert method_of[d["trial_id"]] == d["method"] and {method_of[t] for t in d["judged_on"]} == {d["method"]}, d

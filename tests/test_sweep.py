@@ -61,6 +61,8 @@ def test_two_methods_three_trials_complete_and_export(ray_local, scen, prepared_
     kept = sorted(p.name for p in (sweep / "models").glob("*.pt"))  # weights, and what their final report took
     assert kept == sorted(f"{t}{ext}" for t in best.trial_id for ext in (".pt", ".known.pt"))
     assert {p.stem for p in (sweep / "evidence").glob("*.json")} == set(best.trial_id)
+    use = json.loads((sweep / "utilisation.json").read_text())[-1]  # in the search's idle tail, or after it
+    assert use["evidence_trials"] + use["evidence_tail_trials"] == len(best)
     _, _, scores = load_tables(sweep)
     assert set(scores[~scores.method.isin(["none", "retrain"])].trial_id) == set(best.trial_id)
     csv = export(sweep, "csv", tmp_path / "csv")

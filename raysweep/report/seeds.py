@@ -76,8 +76,10 @@ def rerun_best(meta: dict, trials: pd.DataFrame, n_seeds: int, n_scenarios: int,
 
     from ..artifacts import open_store, read_manifest
     from ..config import scenario_from_dict
+    from ..runtime import deterministic
     from ..scenario import Scenario, prepare, store_key
 
+    deterministic(device)  # every re-run alike (`prepare` sets it too, when it builds a fresh scenario)
     store = open_store(meta["store"])
     base = scenario_from_dict(read_manifest(store.open_dir(store_key(meta["scenario"])))["config"])
     best = best_rows(trials)

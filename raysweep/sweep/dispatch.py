@@ -62,7 +62,7 @@ class MethodDispatchSearch(_PickledState, Searcher):
     def suggest(self, trial_id: str):
         if trial_id in self.method_of:  # asked again for a trial it already answered (restore)
             return None
-        candidates = next_method(self.trials, self.started, self.order, self.seconds)
+        candidates = next_method(self.trials, self.started, self.order, self.__dict__.setdefault("seconds", {}))
         if not candidates:
             return Searcher.FINISHED
         for method in candidates:
@@ -88,25 +88,47 @@ class MethodDispatchSearch(_PickledState, Searcher):
         if s is not None:
             s.on_trial_complete(trial_id, result=result, error=error)
             took = (result or {}).get("time_total_s")  # Tune's: the trial's time so far (stopped: until then)
-            if took is not None and not error:
-                self.seconds.setdefault(self.method_of[trial_id], []).append(float(took))
+            if took is not None and not error and not (result or {}).get("replayed"):  # replayed: ran before
+                self.__dict__.setdefault("seconds", {}).setdefault(self.method_of[trial_id], []).append(float(took))
 
 
-DECISIONS = "early_stopping.json"  # in the sweep directory: what each method's early stopper decided, on whom
+DECISIONS = "early_stopping.jsonl"  # in the sweep directory: what each method's early stopper decided, on whom
+
+
+def judged_on(stopper: TrialScheduler, trial_id: str) -> list[str] | None:
+    """The trials whose results `stopper` holds at the rungs of `trial_id`'s bracket: everything it can
+    compare the trial with, read from ASHA's own state (Ray's internals `_trial_info` and `_rungs`;
+    tests/test_dispatch.py fails if they change); None for a stopper without them."""
+    bracket = (getattr(stopper, "_trial_info", None) or {}).get(trial_id)
+    rungs = getattr(bracket, "_rungs", None)
+    return None if rungs is None else sorted({t for _, recorded in rungs for t in recorded})
+
+
+def read_decisions(root: str | Path) -> list[dict]:
+    """The early stoppers' decisions of a sweep, in order (a line cut by a kill is skipped)."""
+    path = Path(root) / DECISIONS
+    out = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
 
 
 class MethodDispatchScheduler(_PickledState, FIFOScheduler):
     """One early stopper per method (None for a one-shot method: it runs to its end).
 
-    Every decision of a method's stopper is recorded with the trials whose results that stopper had
-    received when it decided (`judged_on`: all it could compare with) and written to `root/DECISIONS`
-    when `root` is given, so a sweep shows that no trial was judged on another method's trials."""
+    Every decision of a method's stopper is appended to `root/DECISIONS` (when `root` is given) with
+    `judged_on`, the trials whose results that stopper held when it decided, so a sweep shows that no
+    trial was judged on another method's trials."""
+
+    root: str | None = None  # class defaults: a sweep pickled before these existed resumes with them
 
     def __init__(self, schedulers: dict[str, TrialScheduler | None], root: str | Path | None = None):
         super().__init__()
         self.schedulers = schedulers
         self.root = None if root is None else str(root)
-        self.seen: dict[str, list[str]] = {m: [] for m in schedulers}
         self.decisions: list[dict] = []
 
     def _sub(self, trial) -> TrialScheduler | None:
@@ -133,28 +155,18 @@ class MethodDispatchScheduler(_PickledState, FIFOScheduler):
         s = self._sub(trial)
         if s is None:
             return TrialScheduler.CONTINUE
-        method = trial.config["method"]
-        seen = self.seen.setdefault(method, [])
-        if trial.trial_id not in seen:
-            seen.append(trial.trial_id)
         action = s.on_trial_result(tune_controller, trial, result)
-        self._record(trial.trial_id, method, result, action)
+        self._record({"trial_id": trial.trial_id, "method": trial.config["method"], "step": result.get("step"),
+                      "value": result.get(self._metric) if self._metric else None,
+                      "action": "stop" if action == TrialScheduler.STOP else "continue",
+                      "judged_on": judged_on(s, trial.trial_id)})
         return action
 
-    def _record(self, trial_id: str, method: str, result: dict, action: str) -> None:
-        step, value = result.get("step"), result.get(self._metric) if self._metric else None
-        self.decisions.append({"trial_id": trial_id, "method": method, "step": step, "value": value,
-                               "action": "stop" if action == TrialScheduler.STOP else "continue",
-                               "judged_on": list(self.seen[method])})
-        if self.root is not None:
-            from ..artifacts import atomic_write_text
-
-            path = Path(self.root) / DECISIONS
-            if not getattr(self, "_merged", False):  # a resumed sweep: the file holds the earlier sessions' too
-                self._merged = True
-                if path.is_file():
-                    self.decisions = json.loads(path.read_text()) + self.decisions[-1:]
-            atomic_write_text(path, json.dumps(self.decisions, default=float))
+    def _record(self, decision: dict) -> None:
+        self.__dict__.setdefault("decisions", []).append(decision)
+        if self.root is not None:  # one line per decision (a resumed sweep appends to the same file)
+            with open(Path(self.root) / DECISIONS, "a") as f:
+                f.write(json.dumps(decision, default=float) + "\n")
 
     def on_trial_complete(self, tune_controller, trial, result):
         s = self._sub(trial)

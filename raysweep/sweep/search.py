@@ -6,7 +6,7 @@ Layout of a sweep directory (`<storage_path>/<name>/`):
     ledger/, done/      what the driver saw happen to each trial; finished trials' final reports
     models/, evidence/  each method's best trial: its weights and its full evaluation (sweep/evidence.py)
     utilisation.json    busy / available slot-seconds and the share of trial time spent evaluating
-    early_stopping.json each early-stopping decision: trial, method, step, objective, the trials it was judged on
+    early_stopping.jsonl each early-stopping decision: trial, method, step, objective, the trials it was judged on
 One `Tuner` runs all methods (sweep/dispatch.py): a free slot takes the next trial of any method whose
 search still wants one; each method keeps its own search and its own early stopping.
 """
@@ -110,7 +110,7 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool
     local = not cfg.address and not res["gpu"]  # the driver holds the scenario: no worker to start
     tail = None  # each method's evidence in the search's idle tail, where it can be (tail.py)
     if local and cfg.evidence == "best" and not resume:
-        tail = TailEvidence(root, scen, {m: cfg.trials for m in cfg.methods}, slots, _method_of)
+        tail = TailEvidence(root, scen, {m: cfg.trials for m in cfg.methods}, slots, _method_of, threads)
         callbacks.append(tail)
     if cfg.mlflow:
         callbacks.append(mlflow_callback(cfg.mlflow, cfg.name, method_of=_method_of, tags={"sweep": cfg.name}))
@@ -125,7 +125,8 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool
         cut = len(grid) < cfg.trials * len(cfg.methods)
     except KeyboardInterrupt:
         cut = True
-    in_tail = tail.finish() if tail is not None else {"trials": 0, "wall_s": 0.0, "slot_s": 0.0}
+    finally:  # the tail's evaluation under way ends, and no other starts, whatever ended the search
+        in_tail = tail.finish() if tail is not None else {"trials": 0, "wall_s": 0.0, "slot_s": 0.0}
     search_wall = time.perf_counter() - t0
     cut = cut or any(e["status"] == "running" for e in read_ledger(root).values())  # an interrupted fit left it so
     ev = {"trials": 0, "wall_s": 0.0}
@@ -158,7 +159,7 @@ def utilisation(root: Path, ledger: dict, slots: int, wall0: float, wall: float,
     """Busy slot-seconds (trial start to end, this session) over available slot-seconds (slots x the
     search's wall time), the share of the trials' time spent in checkpoint evaluation, the time the
     after-search evidence took (evidence_trials, evidence_s) and the evidence done in the search's
-    idle tail (evidence_tail_trials, evidence_tail_slot_s: seconds x threads, within the search's
+    idle tail (evidence_tail_trials, evidence_tail_slot_s: seconds x idle slots used, within the search's
     idle slot-seconds); appended to utilisation.json (one entry per session: a resumed sweep adds one)."""
     busy = sum(min(e["ended"] or wall0 + wall, wall0 + wall) - max(e["started"] or wall0, wall0)
                for e in ledger.values() if (e.get("ended") or 0) > wall0)

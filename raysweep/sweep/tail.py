@@ -2,7 +2,7 @@
 
 Once every trial has started and a slot is idle (the last trials run beside it), each method whose
 trials have all ended has its best finished trial evaluated in full (sweep/evidence.py) by a thread
-of the driver, on as many torch threads as there are idle slots; `complete_evidence` then does only
+of the driver, on the idle slots' torch threads (a trial's CPUs each); `complete_evidence` then does only
 what is left. Local CPU sweeps only: the driver holds the scenario there (a cluster's or a GPU's
 evidence stays after the search, as Ray tasks). Not pickled with the Tuner: a resumed sweep does its
 evidence after the search, as before. docs/sweep.md, docs/performance.md.
@@ -36,20 +36,22 @@ def best_finished(root: str | Path, method: str) -> str | None:
 
 
 class TailEvidence(Callback):
-    def __init__(self, root: str | Path, scen, trials: dict[str, int], slots: int, method_of):
+    def __init__(self, root: str | Path, scen, trials: dict[str, int], slots: int, method_of, threads: int = 1):
         self.root, self.scen, self.trials, self.slots, self.method_of = Path(root), scen, trials, slots, method_of
+        self.threads = threads  # torch threads per slot (a trial's CPUs)
         self.queued: list[str] = []    # methods whose evidence is due, in the order their trials ended
-        self.evaluated: dict[str, tuple[float, int]] = {}  # trial_id -> (seconds its evaluation took, threads)
+        self.evaluated: dict[str, tuple[float, int]] = {}  # trial_id -> (seconds its evaluation took, idle slots)
         self._next = 0  # queued[_next:] are still to do
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._idle = 1
 
     def __getstate__(self):  # Tune pickles its callbacks with the experiment: no scenario, no thread
-        return {"root": self.root, "trials": self.trials, "slots": self.slots, "method_of": self.method_of}
+        return {"root": self.root, "trials": self.trials, "slots": self.slots, "method_of": self.method_of,
+                "threads": self.threads}
 
     def __setstate__(self, state):
-        self.__init__(state["root"], None, state["trials"], state["slots"], state["method_of"])
+        self.__init__(state["root"], None, state["trials"], state["slots"], state["method_of"], state["threads"])
 
     def on_step_end(self, iteration, trials, **info):
         if self.scen is None or self._stop.is_set() or len(trials) < sum(self.trials.values()):
@@ -78,22 +80,22 @@ class TailEvidence(Callback):
                 self._next += 1
                 if tid is None or tid in read_evidence(self.root):
                     continue
-                threads = max(1, self._idle)
-                torch.set_num_threads(threads)
+                idle = max(1, self._idle)
+                torch.set_num_threads(idle * self.threads)
                 t = time.perf_counter()
                 try:
                     metrics = evaluate_weights(self.scen, str(model_path(self.root, tid)))
                 except Exception:  # noqa: BLE001 - left to complete_evidence, which reports it
                     continue
                 atomic_write_text(evidence_path(self.root, tid), json.dumps(metrics, default=float))
-                self.evaluated[tid] = (time.perf_counter() - t, threads)
+                self.evaluated[tid] = (time.perf_counter() - t, idle)
         finally:
             torch.set_num_threads(before)
             self._thread = None  # a method queued meanwhile starts a new thread at the next step
 
     def finish(self) -> dict:
         """At the search's end (or Ctrl-C): let the evaluation under way end, start none. Returns
-        {"trials": evaluated in the tail, "wall_s": their seconds, "slot_s": seconds x threads}."""
+        {"trials": evaluated in the tail, "wall_s": their seconds, "slot_s": seconds x the idle slots used}."""
         self._stop.set()
         thread = self._thread
         if thread is not None:

@@ -208,3 +208,12 @@ def mlflow_callback(uri: str, experiment_name: str, method_of: str | Callable | 
                                   save_artifact=False, method_of=method_of)
     except ImportError:             # Ray imports mlflow when the callback is built
         raise ConfigError("mlflow", uri, MLFLOW_INSTALL) from None
+
+
+def __getattr__(name: str):
+    """`trackers.MethodTaggedMLflow`, where a sweep started before it moved to mlflow_run.py pickled it."""
+    if name == "MethodTaggedMLflow":
+        from .mlflow_run import MethodTaggedMLflow
+
+        return MethodTaggedMLflow
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
