@@ -351,3 +351,13 @@ def test_a_tuner_with_status_optuna_storage_and_mlflow(ray_local, tmp_path, monk
     runs = client.search_runs([client.get_experiment_by_name("sw").experiment_id])
     assert len(runs) == 2 and {r.data.tags["method"] for r in runs} == {"gd"}
     assert all("x" in r.data.params and "objective" in r.data.metrics for r in runs)
+
+
+def test_a_sweep_pickled_before_the_mlflow_callback_moved_still_loads_it():
+    """Tune pickles its callbacks with the experiment: a sweep started when the class lived in trackers.py
+    names it there (the module resolves it lazily, so plain sweeps never import mlflow)."""
+    import pickle
+
+    from raysweep.sweep.mlflow_run import MethodTaggedMLflow
+
+    assert pickle.loads(b"craysweep.sweep.trackers\nMethodTaggedMLflow\n.") is MethodTaggedMLflow
