@@ -103,6 +103,13 @@ def evaluate_weights(scen, weights: str) -> dict:
     return {**metrics, "evidence_eval_s": time.perf_counter() - t}
 
 
+def write_evidence(root: str | Path, trial_id: str, scen) -> None:
+    """`evaluate_weights` of a trial's kept weights on `scen`, written to its evidence file (the driver's
+    way: after the search, or in the search's idle tail, tail.py)."""
+    metrics = evaluate_weights(scen, str(model_path(root, trial_id)))
+    atomic_write_text(evidence_path(root, trial_id), json.dumps(metrics, default=float))
+
+
 def full_evidence(specs: dict, method: str, weights: str) -> dict:
     """`evaluate_weights` in a Ray task (a cluster, or trials on GPUs); `specs`: the sweep's TrialSpecs."""
     from ..registry import load_plugins
@@ -138,8 +145,7 @@ def complete_evidence(root: str | Path, specs: dict, res: dict, say=print, scen=
     if todo and scen is not None:
         for tid in todo:
             try:
-                atomic_write_text(evidence_path(root, tid),
-                                  json.dumps(evaluate_weights(scen, str(model_path(root, tid))), default=float))
+                write_evidence(root, tid, scen)
                 done += 1
             except Exception as e:  # noqa: BLE001 - one method's evidence must not lose the sweep
                 say(f"[sweep] {todo[tid]}: the full evaluation of {tid} failed ({e}); "

@@ -9,7 +9,6 @@ evidence after the search, as before. docs/sweep.md, docs/performance.md.
 """
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
@@ -17,8 +16,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from ..artifacts import atomic_write_text
-from .evidence import evaluate_weights, evidence_path, model_path, read_evidence
+from .evidence import _objective, model_path, read_evidence, write_evidence
 from .ledger import read_records
 
 _ENDED = ("TERMINATED", "ERROR")
@@ -27,9 +25,8 @@ _ENDED = ("TERMINATED", "ERROR")
 def best_finished(root: str | Path, method: str) -> str | None:
     """The method's finished trial with the lowest objective that kept its weights (the export's
     is_best: a tie goes to the trial evaluated in full), or None."""
-    done = {tid: r for tid, r in read_records(Path(root) / "done").items() if r.get("method") == method}
-    ranked = sorted((float(r["objective"]), tid) for tid, r in done.items()
-                    if r.get("objective") is not None and math.isfinite(float(r["objective"])))
+    done = {tid: _objective(r) for tid, r in read_records(Path(root) / "done").items() if r.get("method") == method}
+    ranked = sorted((o, tid) for tid, o in done.items() if math.isfinite(o))
     if not ranked or not model_path(root, ranked[0][1]).is_file():
         return None
     return ranked[0][1]
@@ -84,10 +81,9 @@ class TailEvidence(Callback):
                 torch.set_num_threads(idle * self.threads)
                 t = time.perf_counter()
                 try:
-                    metrics = evaluate_weights(self.scen, str(model_path(self.root, tid)))
+                    write_evidence(self.root, tid, self.scen)
                 except Exception:  # noqa: BLE001 - left to complete_evidence, which reports it
                     continue
-                atomic_write_text(evidence_path(self.root, tid), json.dumps(metrics, default=float))
                 self.evaluated[tid] = (time.perf_counter() - t, idle)
         finally:
             torch.set_num_threads(before)
