@@ -1,5 +1,6 @@
 """bench/bench_sweep.py --smoke-test: the sweep-engine bench runs end to end on the tiny scenario, prints
-(a), (b), (c), (c+) and their ratios, and its split of (a) - (c) adds up (docs/performance.md)."""
+(a), (b), (c), (c+), the floor (d) and their ratios, says whether each goal is met from its own figures,
+and its split of (a) - (c) adds up (docs/performance.md)."""
 import re
 import subprocess
 import sys
@@ -34,4 +35,11 @@ def test_the_smoke_bench_prints_every_figure_and_its_split_adds_up(tmp_path):
     assert len(parts) == 8
     assert sum(parts) == pytest.approx(value(table, "(a) - (c), slot-seconds"), abs=len(parts))  # rounded parts
     notes = {r[0].strip(): r[2].strip() for r in rows[1:]}
+    # the floor: (c) + a no-op Tune sweep's wall time + the final reports (the split's second part) / 2 slots
+    d = value(table, "(d) a Tune sweep of as many no-op trials")
+    floor = value(table, "floor: (c) + (d) + final reports / slots")
+    assert d > 0 and floor == pytest.approx(c + d + parts[1] / 2, abs=0.6)
+    assert notes["(a) / (c)"].startswith("goal <= 1.15: met" if value(table, "(a) / (c)") <= 1.15 else
+                                          "goal <= 1.15: not met")
+    assert notes["(b) / (a)"].endswith(": met" if value(table, "(b) / (a)") >= 1.5 else ": not met")
     assert notes["(a) raysweep sweep"].startswith("4 trials")  # gd and ssd x 2
