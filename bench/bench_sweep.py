@@ -16,7 +16,8 @@
 (d) the floor under any Ray Tune sweep here: a process that imports torch and Ray Tune, starts Ray and
     runs as many no-op trials (each importing a trial's modules) --slots at a time, then exits
     (bench/_tune_floor.py). (c) + (d) + (a)'s final reports / slots is what a search that evaluates each
-    trial once for its objective, and nothing else, would take at the least: "floor" below.
+    trial once for its objective, and nothing else, would take at the least: "floor" below; with (a)'s
+    checkpoint evaluations too, what the same search with ASHA and the GUS-vs-budget curve would.
 Goals: (b) / (a) >= 1.5, and (a) <= 1.15 x (c); the floor shows whether the second can be met on this
 machine at all (docs/performance.md).
 The scenario is prepared before any timing.
@@ -165,6 +166,7 @@ def main() -> None:
     t_evals = (sum(bare) + parts["checkpoint evaluations"] + parts["final reports"]
                + ev_tail + parts["evidence after the search"]) / a.slots
     floor = t_limit + t_floor + parts["final reports"] / a.slots
+    floor_ckpt = floor + parts["checkpoint evaluations"] / a.slots
     methods = sorted({r["method"] for r in runs})
     rows = [("(a) raysweep sweep", f"{t_sweep:.1f} s", f"{len(runs)} trials, {stopped} stopped early by ASHA"),
             ("(b) shell loop of `raysweep unlearn`", "skipped" if a.no_loop else f"{t_loop:.1f} s",
@@ -180,6 +182,8 @@ def main() -> None:
              "imports, Ray's start and stop, the trials' workers (bench/_tune_floor.py)"),
             ("floor: (c) + (d) + final reports / slots", f"{floor:.1f} s",
              f"{floor / t_limit:.2f} x (c): each trial evaluated once for its objective, nothing else"),
+            ("floor with the checkpoints: + checkpoint evaluations / slots", f"{floor_ckpt:.1f} s",
+             f"{floor_ckpt / t_limit:.2f} x (c): with the evaluations ASHA and the GUS-vs-budget curve use"),
             ("(b) / (a)", "skipped" if a.no_loop else f"{t_loop / t_sweep:.2f}",
              "goal >= 1.5" + ("" if a.no_loop else f": {'met' if t_loop >= 1.5 * t_sweep else 'not met'}")),
             ("slots busy (sweep)", f"{use['busy_share']:.0%}",

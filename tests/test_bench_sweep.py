@@ -39,6 +39,8 @@ def test_the_smoke_bench_prints_every_figure_and_its_split_adds_up(tmp_path):
     d = value(table, "(d) a Tune sweep of as many no-op trials")
     floor = value(table, "floor: (c) + (d) + final reports / slots")
     assert d > 0 and floor == pytest.approx(c + d + parts[1] / 2, abs=0.6)
+    with_ckpt = value(table, "floor with the checkpoints: + checkpoint evaluations / slots")
+    assert with_ckpt == pytest.approx(floor + parts[0] / 2, abs=0.6)
     assert notes["(a) / (c)"].startswith("goal <= 1.15: met" if value(table, "(a) / (c)") <= 1.15 else
                                           "goal <= 1.15: not met")
     assert notes["(b) / (a)"].endswith(": met" if value(table, "(b) / (a)") >= 1.5 else ": not met")
