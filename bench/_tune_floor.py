@@ -9,7 +9,7 @@ start to its exit, is a lower bound of "outside Tune", the idle slots and the tr
 """
 from __future__ import annotations
 
-import os
+import shutil
 import sys
 import tempfile
 
@@ -28,20 +28,23 @@ def main() -> None:
     import torch  # noqa: F401 - the sweep's driver imports it (the scenario, the registry)
     from ray import tune
 
+    from raysweep.runtime import quick_exit
     from raysweep.sweep.setup import init_ray
 
-    init_ray(None, num_cpus=slots)
+    init_ray(None)  # as `raysweep sweep` starts its private Ray: every CPU of the machine
+    storage = tempfile.mkdtemp(prefix="rs-floor-")
     tuner = tune.Tuner(
         tune.with_resources(noop_trial, {"cpu": 1}),
         param_space={"i": tune.grid_search(list(range(trials)))},
         tune_config=tune.TuneConfig(metric="objective", mode="min", reuse_actors=True, max_concurrent_trials=slots),
-        run_config=tune.RunConfig(storage_path=tempfile.mkdtemp(prefix="rs-floor-"), verbose=0))
+        run_config=tune.RunConfig(storage_path=storage, verbose=0))
     grid = tuner.fit()
+    ray.shutdown()
+    shutil.rmtree(storage, ignore_errors=True)
     if grid.num_errors:
         sys.exit(f"{grid.num_errors} no-op trial(s) failed")
-    ray.shutdown()
-    sys.stdout.flush()
-    os._exit(0)  # as `raysweep` exits (runtime.quick_exit): without the interpreter's native teardown
+    print(f"no-op trials: {len(grid)}")
+    quick_exit(0)  # as `raysweep` exits: without the interpreter's teardown of torch's and Ray's libraries
 
 
 if __name__ == "__main__":

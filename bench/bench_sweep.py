@@ -1,7 +1,7 @@
 """The sweep engine against its limit and against the anchors' shell loop, on the same trials.
 
     python bench/bench_sweep.py [--scenario default] [--trials 4] [--budget 0.1] [--slots 2] [--out FILE.md]
-    python bench/bench_sweep.py --smoke-test          # under a minute: tiny scenario, 2 methods x 2 trials
+    python bench/bench_sweep.py --smoke-test          # about 1.5 minutes: tiny scenario, 2 methods x 2 trials
     python bench/bench_sweep.py --budget 0.3 --no-loop  # (a) against (c) only, at another budget
 
 (a) `raysweep sweep`: all methods x --trials, budget cap --budget, --slots trials at once (1 CPU each).
@@ -15,9 +15,9 @@
     and after-search evidence (as (a)'s trials and driver timed them), divided by the slots.
 (d) the floor under any Ray Tune sweep here: a process that imports torch and Ray Tune, starts Ray and
     runs as many no-op trials (each importing a trial's modules) --slots at a time, then exits
-    (bench/_tune_floor.py). (c) + (d) + (a)'s final reports / slots is what a search that evaluates each
-    trial once for its objective, and nothing else, would take at the least: "floor" below; with (a)'s
-    checkpoint evaluations too, what the same search with ASHA and the GUS-vs-budget curve would.
+    (bench/_tune_floor.py). "floor": (c) + (d) + (a)'s final reports / slots, (a)'s trials as they ran
+    with only the finished ones' objective evaluations, no checkpoint evaluation, no evidence, no idle
+    slot; "floor with the checkpoints" adds (a)'s checkpoint evaluations (ASHA's and the curve's).
 Goals: (b) / (a) >= 1.5, and (a) <= 1.15 x (c); the floor shows whether the second can be met on this
 machine at all (docs/performance.md).
 The scenario is prepared before any timing.
@@ -136,8 +136,9 @@ def main() -> None:
 
     # (d) the floor: Ray Tune's own start, trials and stop, with no work in the trials
     t = time.perf_counter()
-    run([sys.executable, str(Path(__file__).with_name("_tune_floor.py")), str(len(runs)), str(a.slots)])
+    floor_out = run([sys.executable, str(Path(__file__).with_name("_tune_floor.py")), str(len(runs)), str(a.slots)])
     t_floor = time.perf_counter() - t
+    n_noop = floor_out.stdout.strip().splitlines()[-1].split(": ")[-1]
 
     stopped = sum(r["status"] == "stopped" for r in runs)
     # (a) - (c) in slot-seconds, by where it went; the parts add up to it exactly:
@@ -179,9 +180,10 @@ def main() -> None:
              "(c) plus the checkpoint evaluations, final reports and evidence as (a) measured them, / slots"),
             ("(a) / (c+)", f"{t_sweep / t_evals:.2f}", "what the engine itself adds: Python, Ray, idle slots"),
             ("(d) a Tune sweep of as many no-op trials", f"{t_floor:.1f} s",
-             "imports, Ray's start and stop, the trials' workers (bench/_tune_floor.py)"),
+             f"{n_noop} no-op trials: imports, Ray's start and stop, the trials' workers (bench/_tune_floor.py)"),
             ("floor: (c) + (d) + final reports / slots", f"{floor:.1f} s",
-             f"{floor / t_limit:.2f} x (c): each trial evaluated once for its objective, nothing else"),
+             f"{floor / t_limit:.2f} x (c): (a)'s trials with only the objective evaluations of the "
+             f"{sum(float(r.get('final_eval_s') or 0) > 0 for r in runs)} that finished"),
             ("floor with the checkpoints: + checkpoint evaluations / slots", f"{floor_ckpt:.1f} s",
              f"{floor_ckpt / t_limit:.2f} x (c): with the evaluations ASHA and the GUS-vs-budget curve use"),
             ("(b) / (a)", "skipped" if a.no_loop else f"{t_loop / t_sweep:.2f}",
