@@ -63,6 +63,28 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
+def read_json_lines(path: Path) -> list[dict]:
+    """A JSON-lines file's records in order ([] when there is none), without a line cut by a kill: a
+    resumed writer appends after it (Tune's result.json, the early stoppers' decisions)."""
+    rows = []
+    lines = Path(path).read_text().splitlines() if Path(path).is_file() else []
+    for line in filter(str.strip, lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def append_json_line(path: Path, record: dict) -> None:
+    """`record` as one line at the end of a JSON-lines file, on a line of its own even after a line cut by
+    a kill (`read_json_lines` then skips only the cut one)."""
+    with open(path, "ab+") as f:
+        if f.seek(0, os.SEEK_END) and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n":
+            f.write(b"\n")
+        f.write((json.dumps(record, default=float) + "\n").encode())
+
+
 def atomic_write_table(df, path: Path) -> Path:
     """A pandas table as .parquet or .csv (by `path`'s suffix), written atomically."""
     path = Path(path)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .artifacts import atomic_write_table, atomic_write_text
+from .artifacts import atomic_write_table, atomic_write_text, read_json_lines
 from .errors import RaysweepError
 from .sweep.evidence import merged, read_evidence
 from .sweep.ledger import read_ledger, replay_final
@@ -63,20 +63,6 @@ def read_sweep_meta(sweep: str | Path) -> dict:
     meta = json.loads(p.read_text())
     load_plugins(meta.get("plugins") or "")
     return meta
-
-
-def _read_results(trial_dir: Path) -> list[dict]:
-    f = trial_dir / "result.json"
-    if not f.is_file():
-        return []
-    rows = []
-    for line in f.read_text().splitlines():
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a line cut by an interruption
-    return rows
 
 
 def trial_dirs(sweep: Path, meta: dict):
@@ -138,7 +124,7 @@ def _trial_sources(sweep: Path, meta: dict, ledger: dict):
     for method, tdir in trial_dirs(sweep, meta):
         params = json.loads((tdir / "params.json").read_text())
         params.pop("method", None)
-        results, n_attempts = last_attempt(_read_results(tdir))
+        results, n_attempts = last_attempt(read_json_lines(tdir / "result.json"))
         trial_id = results[-1]["trial_id"] if results else tdir.name  # no report: the folder names it
         seen.add(trial_id)
         err_f = tdir / "error.txt"

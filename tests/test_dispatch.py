@@ -75,14 +75,19 @@ def test_the_early_stopping_record_survives_a_resume(tmp_path):
     with open(tmp_path / "early_stopping.jsonl", "a") as f:
         f.write('{"trial_id": "g4", "meth')  # a line cut by a kill
     assert len(read_decisions(tmp_path)) == 3
+    decide(restored, "g6", 0.4)  # a resumed sweep appends after the cut line: both whole lines are read
+    assert [d["trial_id"] for d in read_decisions(tmp_path)] == ["g1", "g2", "g3", "g6"]
     # a scheduler and a searcher pickled before these records existed (a sweep started by an older
     # raysweep) resume without them
-    older = pickle.loads(at_start)
-    del older.__dict__["root"], older.__dict__["decisions"]
-    decide(older, "g5", 0.3)
-    assert len(read_decisions(tmp_path)) == 3 and older.decisions[-1]["trial_id"] == "g5"
-    search = MethodDispatchSearch({"gd": _Fixed("gd")}, {"gd": 2})
-    del search.__dict__["seconds"]
+    def older(obj, *gone):  # `obj` pickled by a raysweep without the attributes `gone`, and unpickled now
+        for k in gone:
+            del obj.__dict__[k]
+        return pickle.loads(pickle.dumps(obj))
+
+    old_scheduler = older(pickle.loads(at_start), "root", "decisions")
+    decide(old_scheduler, "g5", 0.3)
+    assert len(read_decisions(tmp_path)) == 4 and old_scheduler.decisions[-1]["trial_id"] == "g5"
+    search = older(MethodDispatchSearch({"gd": _Fixed("gd")}, {"gd": 2}), "seconds")
     assert search.suggest("t0")["method"] == "gd"
     search.on_trial_complete("t0", {"objective": 0.1, "time_total_s": 3.0})
     assert search.seconds == {"gd": [3.0]}

@@ -113,7 +113,8 @@ def test_the_tail_evaluates_an_ended_methods_best_trial_only_while_a_slot_is_idl
     tail.on_step_end(0, trials("RUNNING"))      # every trial started, a slot idle, GD's trials all ended
     assert tail.queued == ["gd"]
     done = tail.finish()
-    assert done["trials"] == 1 and done["slot_s"] >= done["wall_s"] > 0
+    seconds, idle = tail.evaluated["g2"]
+    assert done["trials"] == 1 and idle == 1 and done["slot_s"] == seconds > 0  # 2 slots, the SSD trial in one
     assert not evidence_path(tmp_path, "g1").exists()  # the method's best only
     got = json.loads(evidence_path(tmp_path, "g2").read_text())
     want = evaluate_weights(scen, str(model_path(tmp_path, "g2")))

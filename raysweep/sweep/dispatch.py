@@ -12,12 +12,13 @@ more slots than one method's trials stays busy). Each method keeps:
 """
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
+
+from ..artifacts import append_json_line, read_json_lines
 
 
 def next_method(wanted: dict[str, int], started: dict[str, int], order: list[str],
@@ -33,7 +34,14 @@ def next_method(wanted: dict[str, int], started: dict[str, int], order: list[str
 
 
 class _PickledState:
-    """Tune saves and restores searchers and schedulers through these: the whole state, pickled."""
+    """Tune saves and restores searchers and schedulers through these, and pickles them with the Tuner:
+    the whole state. `_added` names the attributes a later raysweep added, with their defaults, so a
+    sweep pickled by an older one resumes with them."""
+
+    _added: dict = {}  # attribute -> a function giving its default
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({k: make() for k, make in self._added.items() if k not in state}, **state)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
@@ -41,11 +49,13 @@ class _PickledState:
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+            self.__setstate__(pickle.load(f))
 
 
 class MethodDispatchSearch(_PickledState, Searcher):
     """One searcher per method behind Tune's single search algorithm."""
+
+    _added = {"seconds": dict}
 
     def __init__(self, searchers: dict[str, Searcher], trials: dict[str, int], metric=None, mode=None):
         super().__init__(metric=metric, mode=mode)
@@ -62,7 +72,7 @@ class MethodDispatchSearch(_PickledState, Searcher):
     def suggest(self, trial_id: str):
         if trial_id in self.method_of:  # asked again for a trial it already answered (restore)
             return None
-        candidates = next_method(self.trials, self.started, self.order, self.__dict__.setdefault("seconds", {}))
+        candidates = next_method(self.trials, self.started, self.order, self.seconds)
         if not candidates:
             return Searcher.FINISHED
         for method in candidates:
@@ -89,7 +99,7 @@ class MethodDispatchSearch(_PickledState, Searcher):
             s.on_trial_complete(trial_id, result=result, error=error)
             took = (result or {}).get("time_total_s")  # Tune's: the trial's time so far (stopped: until then)
             if took is not None and not error and not (result or {}).get("replayed"):  # replayed: ran before
-                self.__dict__.setdefault("seconds", {}).setdefault(self.method_of[trial_id], []).append(float(took))
+                self.seconds.setdefault(self.method_of[trial_id], []).append(float(took))
 
 
 DECISIONS = "early_stopping.jsonl"  # in the sweep directory: what each method's early stopper decided, on whom
@@ -106,14 +116,7 @@ def judged_on(stopper: TrialScheduler, trial_id: str) -> list[str] | None:
 
 def read_decisions(root: str | Path) -> list[dict]:
     """The early stoppers' decisions of a sweep, in order (a line cut by a kill is skipped)."""
-    path = Path(root) / DECISIONS
-    out = []
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
+    return read_json_lines(Path(root) / DECISIONS)
 
 
 class MethodDispatchScheduler(_PickledState, FIFOScheduler):
@@ -123,7 +126,7 @@ class MethodDispatchScheduler(_PickledState, FIFOScheduler):
     `judged_on`, the trials whose results that stopper held when it decided, so a sweep shows that no
     trial was judged on another method's trials."""
 
-    root: str | None = None  # class defaults: a sweep pickled before these existed resumes with them
+    _added = {"root": lambda: None, "decisions": list}
 
     def __init__(self, schedulers: dict[str, TrialScheduler | None], root: str | Path | None = None):
         super().__init__()
@@ -163,10 +166,9 @@ class MethodDispatchScheduler(_PickledState, FIFOScheduler):
         return action
 
     def _record(self, decision: dict) -> None:
-        self.__dict__.setdefault("decisions", []).append(decision)
+        self.decisions.append(decision)
         if self.root is not None:  # one line per decision (a resumed sweep appends to the same file)
-            with open(Path(self.root) / DECISIONS, "a") as f:
-                f.write(json.dumps(decision, default=float) + "\n")
+            append_json_line(Path(self.root) / DECISIONS, decision)
 
     def on_trial_complete(self, tune_controller, trial, result):
         s = self._sub(trial)

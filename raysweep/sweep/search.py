@@ -126,7 +126,7 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool
     except KeyboardInterrupt:
         cut = True
     finally:  # the tail's evaluation under way ends, and no other starts, whatever ended the search
-        in_tail = tail.finish() if tail is not None else {"trials": 0, "wall_s": 0.0, "slot_s": 0.0}
+        in_tail = tail.finish() if tail is not None else {"trials": 0, "slot_s": 0.0}
     search_wall = time.perf_counter() - t0
     cut = cut or any(e["status"] == "running" for e in read_ledger(root).values())  # an interrupted fit left it so
     ev = {"trials": 0, "wall_s": 0.0}

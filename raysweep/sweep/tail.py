@@ -91,10 +91,9 @@ class TailEvidence(Callback):
 
     def finish(self) -> dict:
         """At the search's end (or Ctrl-C): let the evaluation under way end, start none. Returns
-        {"trials": evaluated in the tail, "wall_s": their seconds, "slot_s": seconds x the idle slots used}."""
+        {"trials": evaluated in the tail, "slot_s": their seconds x the idle slots each used}."""
         self._stop.set()
         thread = self._thread
         if thread is not None:
             thread.join()
-        return {"trials": len(self.evaluated), "wall_s": sum(s for s, _ in self.evaluated.values()),
-                "slot_s": sum(s * n for s, n in self.evaluated.values())}
+        return {"trials": len(self.evaluated), "slot_s": sum(s * n for s, n in self.evaluated.values())}
