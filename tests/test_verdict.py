@@ -115,6 +115,20 @@ def test_a_remaining_effect_fails_and_accuracy_is_a_separate_condition():
     assert low.loc["ssd", "verdict"] == "fails: accuracy below retrain (poison effect removed)"
 
 
+def test_the_verdict_lists_methods_in_the_sweeps_order_whatever_order_its_trials_ended_in():
+    rng = np.random.default_rng(2)
+    n = 64
+    trials, scores, meta = gaussian_sweep({m: rng.normal(-0.3, 1, n) for m in ("ssd", "gd", "cfk")},
+                                          rng.normal(-0.476, 1, n), rng.normal(0, 1, n))
+    meta["spaces"] = {"gd": {}, "cfk": {}, "ssd": {}, "euk": {}}  # sweep.json's methods, in the sweep's order
+    shuffled = pd.concat([trials.iloc[:2], trials.iloc[2:].iloc[::-1]], ignore_index=True)
+    for t in (trials, shuffled):
+        table = judge(t, scores=scores, meta=meta, attack="gaussian").table
+        assert list(table.method) == ["none", "retrain", "gd", "cfk", "ssd"]  # euk: no trial, no row
+    del meta["spaces"]  # no sweep.json order: by name
+    assert list(judge(shuffled, scores=scores, meta=meta, attack="gaussian").table.method)[2:] == ["cfk", "gd", "ssd"]
+
+
 def test_seeds_are_pooled_per_poison_and_the_spread_is_kept():
     """Runs on one scenario share the noise: their scores are averaged per poison (n stays the
     number of poisons), and each run's GUS is kept for the spread."""

@@ -97,7 +97,10 @@ def judge(trials: pd.DataFrame, alpha: float = D.ALPHA, tolerance: float = D.TOL
     k_half = len((meta or {}).get("holdout_rows") or []) or None
     ctx = {"alpha": alpha, "delta": margin, "n_test": n_test, "k_half": k_half}
     best = best_rows(trials)
-    methods = [m for m in dict.fromkeys(trials.method) if m not in ("none", "retrain")]
+    # the sweep's own method order (sweep.json), not the order its trials happened to end in: the same
+    # sweep gives the same table
+    present = set(trials.method) - {"none", "retrain"}
+    methods = [m for m in dict.fromkeys([*((meta or {}).get("spaces") or []), *sorted(present)]) if m in present]
     evidence = {r: cls.verdict_evidence(refs[r], refs, margin, ctx) for r in ("none", "retrain")}
     for m in methods:
         if m in best.index:
