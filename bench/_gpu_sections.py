@@ -106,7 +106,7 @@ def quiet(_msg: str) -> None:
     pass
 
 
-# ---- section 1: ResNet-18 on CIFAR-10-sized data, raysweep.train vs a bare loop ----------------------
+# ---- section 1: ResNet-18 on CIFAR-10-sized data, raysweep.prepare.train vs a bare loop ----------------------
 def cifar_split(n_total: int, dev: torch.device, seed: int = 0, n_real: int | None = None):
     """The bundled CIFAR-10 subset (normalised; its first n_real images), topped up with synthetic N(0, 1)
     images to n_total."""
@@ -126,7 +126,7 @@ def cifar_split(n_total: int, dev: torch.device, seed: int = 0, n_real: int | No
 
 
 def gpu_augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """raysweep.train.augment_batch (random crop, pad 4, + horizontal flip), random numbers drawn on x's device."""
+    """prepare.train.augment_batch (random crop, pad 4, horizontal flip), random numbers drawn on x's device."""
     b, _, h, w = x.shape
     dev = x.device
     flip = torch.rand(b, device=dev, generator=gen) < 0.5
@@ -166,7 +166,7 @@ def _resnet(width: int, dev: torch.device):
 
 
 def epoch_raysweep(split, cfg, width, dev, warm_batches: int) -> tuple[float, str]:
-    from raysweep.train import train
+    from raysweep.prepare.train import train
 
     torch.manual_seed(0)
     model = _resnet(width, dev)
@@ -178,7 +178,7 @@ def epoch_raysweep(split, cfg, width, dev, warm_batches: int) -> tuple[float, st
 
 
 def epoch_bare(split, cfg, width, dev, warm_batches: int) -> tuple[float, str]:
-    from raysweep.train import make_optimizer
+    from raysweep.prepare.train import make_optimizer
 
     torch.manual_seed(0)
     model = _resnet(width, dev)
@@ -192,7 +192,7 @@ def epoch_bare(split, cfg, width, dev, warm_batches: int) -> tuple[float, str]:
 
 
 def section_resnet(rep: Report, dev: torch.device, smoke: bool, cap_s: float) -> None:
-    """Seconds per epoch of ResNet-18 through raysweep.train and a bare loop, fp32 and bf16; their ratios."""
+    """Seconds per epoch of ResNet-18 through raysweep.prepare.train and a bare loop, fp32 and bf16; their ratios."""
     from raysweep.config import TrainConfig, load_scenario
 
     S = "1 ResNet-18"
@@ -220,12 +220,12 @@ def section_resnet(rep: Report, dev: torch.device, smoke: bool, cap_s: float) ->
         if time.perf_counter() + need > end or rep.left() < need:
             rep.skip(S, f"{label}: raysweep / bare PyTorch", f"section time cap ({cap_s:.0f}s) reached")
             continue
-        rs = rep.guard(S, f"{label}: raysweep.train, s per epoch", epoch_raysweep, split, cfg, width, dev, warm)
+        rs = rep.guard(S, f"{label}: raysweep.prepare.train, s per epoch", epoch_raysweep, split, cfg, width, dev, warm)
         bare = rep.guard(S, f"{label}: bare PyTorch loop, s per epoch", epoch_bare, split, cfg, width, dev, warm)
         if rs:
             est = rs[0]
-            rep.add(S, f"{label}: raysweep.train, s per epoch", fmt(rs[0]))
-            rep.add(S, f"{label}: raysweep.train peak GPU memory, GB allocated / reserved", rs[1])
+            rep.add(S, f"{label}: raysweep.prepare.train, s per epoch", fmt(rs[0]))
+            rep.add(S, f"{label}: raysweep.prepare.train peak GPU memory, GB allocated / reserved", rs[1])
         if bare:
             rep.add(S, f"{label}: bare PyTorch loop, s per epoch", fmt(bare[0]))
         if rs and bare:
@@ -275,7 +275,7 @@ def unlearn_steps(model, method: str, forget, retain, bs: int, steps: int, dev, 
 def section_gpt2(rep: Report, dev: torch.device, smoke: bool, cap_s: float) -> None:
     from raysweep.config import TrainConfig, load_scenario
     from raysweep.models import build_model
-    from raysweep.train import train
+    from raysweep.prepare.train import train
 
     S = "3 GPT-2 medium"
     end = time.perf_counter() + cap_s
@@ -313,9 +313,9 @@ def section_gpt2(rep: Report, dev: torch.device, smoke: bool, cap_s: float) -> N
         t, _ = timed(dev, train, model, data, cfg, seed=2, progress=quiet)
         return t / steps, peak(dev)
 
-    res = rep.guard(S, f"train step ({shape}, bf16 autocast, AdamW; raysweep.train)", train_step)
+    res = rep.guard(S, f"train step ({shape}, bf16 autocast, AdamW; raysweep.prepare.train)", train_step)
     if res:
-        rep.add(S, f"train step ({shape}, bf16 autocast, AdamW; raysweep.train), s", fmt(res[0], 3))
+        rep.add(S, f"train step ({shape}, bf16 autocast, AdamW; raysweep.prepare.train), s", fmt(res[0], 3))
         rep.add(S, "train step peak GPU memory, GB allocated / reserved (README estimate 13-21 GB)", res[1])
     free()
     forget = _tokens(steps * bs, length, vocab, dev, 3)
@@ -348,7 +348,7 @@ def gus_agreement(rep: Report, store: str, scen_args: list[str], dev: torch.devi
     from raysweep.artifacts import LocalStore
     from raysweep.config import load_scenario
     from raysweep.metrics.gus import gus_score_sets
-    from raysweep.scenario import Scenario, prepare
+    from raysweep.prepare.scenario import Scenario, prepare
 
     S = "4 end to end"
     cfg = load_scenario(scen_args[scen_args.index("--scenario") + 1],

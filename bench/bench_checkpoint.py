@@ -24,8 +24,8 @@ from raysweep.artifacts import LocalStore
 from raysweep.config import load_scenario
 from raysweep.defaults import CHECKPOINT_POISONS
 from raysweep.metrics import evaluate
-from raysweep.scenario import Scenario, prepare
-from raysweep.unlearn.session import unlearn_scenario
+from raysweep.prepare.scenario import Scenario, prepare
+from raysweep.runs import unlearn_scenario
 
 
 def _median(fn, reps: int) -> float:

@@ -20,7 +20,7 @@ from raysweep.config import TrainConfig
 from raysweep.data import load_dataset
 from raysweep.metrics.gus import gus_scores
 from raysweep.models import build_model
-from raysweep.train import make_optimizer, train
+from raysweep.prepare.train import make_optimizer, train
 
 
 def timed(fn) -> float:

@@ -56,8 +56,8 @@ def _bare(job: tuple) -> float:
 
     from raysweep.artifacts import LocalStore
     from raysweep.config import load_scenario
-    from raysweep.scenario import Scenario
-    from raysweep.unlearn.session import unlearn_scenario
+    from raysweep.prepare.scenario import Scenario
+    from raysweep.runs import unlearn_scenario
 
     torch.set_num_threads(1)
     scen = Scenario.load(LocalStore(store), load_scenario(scenario, overrides))

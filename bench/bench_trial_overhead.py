@@ -23,9 +23,9 @@ import torch  # noqa: E402
 
 from raysweep.artifacts import LocalStore  # noqa: E402
 from raysweep.config import load_scenario  # noqa: E402
-from raysweep.scenario import Scenario, prepare  # noqa: E402
+from raysweep.prepare.scenario import Scenario, prepare  # noqa: E402
+from raysweep.runs import unlearn_scenario  # noqa: E402
 from raysweep.sweep.trainable import TrialSpec, unlearn_trial  # noqa: E402
-from raysweep.unlearn.session import unlearn_scenario  # noqa: E402
 
 
 def direct(scen, method, budget, every):

@@ -1,7 +1,7 @@
 """The paper's scale on one GPU: one prepared check that measures it (docs/gpu.md).
 
 1. ResNet-18 on CIFAR-10-sized data resident on the card (the bundled 10,000 images + synthetic ones to
-   50,000): seconds per epoch through raysweep.train in fp32 and bf16, and the ratio to the same loop in
+   50,000): seconds per epoch through raysweep.prepare.train in fp32 and bf16, and the ratio to the same loop in
    bare PyTorch timed in the same run (goal <= 1.1).
 2. Packing: 1, 2 and 4 concurrent unlearning trials on one card through `raysweep sweep`
    (--gpus-per-trial 1, 0.5, 0.25): trials per minute, peak GPU memory per trial, speed-up (goal >= 2.5 at 4).

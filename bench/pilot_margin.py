@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from raysweep.report.tests_exact import tost  # noqa: E402
-from raysweep.report.verdict import holm_reject  # noqa: E402
+from raysweep.stats.exact import tost  # noqa: E402
+from raysweep.verdict.judge import holm_reject  # noqa: E402
 
 G, M, ALPHA = -0.476, 8, 0.05
 

@@ -13,7 +13,7 @@ import json
 import time
 
 from raysweep.config import load_scenario
-from raysweep.scenario import prepare
+from raysweep.prepare.scenario import prepare
 
 
 def run(overrides, store, out, label):

@@ -63,6 +63,41 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
+def check_writable_dir(field: str, path, what: str = "a folder raysweep can create and write") -> Path:
+    """Refuse, before anything runs, a folder that cannot be written: one under a regular file, on a
+    read-only or virtual file system (/proc), a name over the file system's limit, no permission. The
+    probe is a temporary file in the nearest existing folder, removed at once: nothing is left behind.
+    Returns the absolute path."""
+    p = Path(path).expanduser().absolute()
+    try:
+        probe = p
+        while not probe.exists():  # a name over the file system's limit raises here (ENAMETOOLONG)
+            probe = probe.parent
+        if not probe.is_dir():
+            raise ConfigError(field, str(path), f"{what} ({probe} is a file)")
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".raysweep-probe-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise ConfigError(field, str(path), f"{what} ({e.strerror or type(e).__name__} at {probe})") from None
+    return p
+
+
+def read_json(path: Path, remedy: str, expect: type = dict):
+    """The one reader of raysweep's JSON files (manifests, sweep.json, params.json, ledger entries): the
+    parsed value, or one ArtifactError naming the file, what is wrong and `remedy` (what to do) for any
+    damage: unreadable, not UTF-8, truncated or not JSON, or not of the `expect`ed type."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+        raise ArtifactError(f"{path} is damaged ({reason}): {remedy}") from None
+    if expect is not None and not isinstance(value, expect):
+        raise ArtifactError(f"{path} is damaged (a JSON {type(value).__name__}, not a {expect.__name__}): {remedy}")
+    return value
+
+
 def read_json_lines(path: Path) -> list[dict]:
     """A JSON-lines file's records in order ([] when there is none), without a line cut by a kill: a
     resumed writer appends after it (Tune's result.json, the early stoppers' decisions)."""
@@ -211,13 +246,17 @@ def read_manifest(folder: Path) -> dict:
     p = folder / "manifest.json"
     if not p.is_file():
         raise ArtifactError(f"artifact {folder} has no manifest.json: delete the folder and run prepare again")
-    try:
-        manifest = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise ArtifactError(f"artifact {p} is not valid JSON ({e}): delete {folder} and run prepare again") from e
-    missing = [k for k in MANIFEST_KEYS if k not in manifest] if isinstance(manifest, dict) else list(MANIFEST_KEYS)
+    again = f"delete {folder} and run prepare again"
+    manifest = read_json(p, again)
+    missing = [k for k in MANIFEST_KEYS if k not in manifest]
     if missing:
-        raise ArtifactError(f"artifact {p} lacks {', '.join(missing)}: delete {folder} and run prepare again")
+        raise ArtifactError(f"artifact {p} lacks {', '.join(missing)}: {again}")
+    files = manifest["files"]
+    if not isinstance(files, dict) or not files or not all(isinstance(v, str) for v in files.values()):
+        raise ArtifactError(f"artifact {p} is damaged (files: a mapping of file names to sha256 expected): {again}")
+    for key in ("config", "metrics", "compute"):
+        if not isinstance(manifest[key], dict):
+            raise ArtifactError(f"artifact {p} is damaged ({key}: a mapping expected): {again}")
     return manifest
 
 
@@ -246,4 +285,8 @@ def load_tensors(folder: Path, name: str, manifest: dict) -> dict[str, torch.Ten
     if want != got:
         raise ArtifactError(f"artifact file {path} fails its checksum (manifest {want}, file {got}): "
                             f"delete {folder} and run prepare again")
-    return load_file(str(path))
+    try:
+        return load_file(str(path))
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own errors on garbage
+        raise ArtifactError(f"artifact file {path} is not a tensor file ({type(e).__name__}): delete {folder} and "
+                            "run prepare again") from None

@@ -15,7 +15,11 @@ from pathlib import Path
 
 import yaml
 
+from .attacks import ATTACKS, make_attack
+from .data import DATASETS
+from .data.base import no_params
 from .errors import ConfigError, RaysweepError, check_number
+from .models import MODELS, check_model_params
 
 VICTIMS = ("scratch", "head")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # scenario and sweep names: one path segment
@@ -46,6 +50,23 @@ NumberLoader.add_implicit_resolver(
 def load_yaml(text: str):
     """YAML with numbers read as numbers (1e-3 included): scenario files, --set values, search spaces."""
     return yaml.load(text, Loader=NumberLoader)
+
+
+def read_yaml_file(path: Path, field: str):
+    """A YAML file (a scenario, a search space) as plain data, or one ConfigError naming the file for any
+    damage: unreadable, not UTF-8, not YAML, or a structure that refers to itself (a recursive alias)."""
+    try:
+        doc = load_yaml(Path(path).read_bytes().decode("utf-8"))
+        json.dumps(doc, default=str)  # a recursive alias makes a structure no config can hold
+    except OSError as e:
+        raise ConfigError(field, str(path), f"a readable YAML file ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(field, str(path), "a UTF-8 YAML file (it holds bytes that are not UTF-8)") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(field, str(path), f"valid YAML ({e})".replace("\n", " ")) from None
+    except (ValueError, RecursionError):
+        raise ConfigError(field, str(path), "YAML without recursive aliases (an anchor used inside itself)") from None
+    return doc
 SCHEMA = 1  # bump when a change makes old artifacts differ from what the code would build
 
 
@@ -95,17 +116,22 @@ class ScenarioConfig:
     name: str = ""                   # a label only; not part of the hash
 
     def check(self) -> "ScenarioConfig":
-        from .attacks import ATTACKS, make_attack
-        from .data import DATASETS
-        from .models import check_model_params
 
         if self.name:
             check_name("name", self.name)
-        from .data.base import no_params
 
-        getattr(DATASETS.get(self.dataset, "dataset"), "check_params", no_params)(self.dataset_params)
+        loader = DATASETS.get(self.dataset, "dataset")
+        getattr(loader, "check_params", no_params)(self.dataset_params)
         check_model_params(self.model, self.model_params)
-        ATTACKS.get(self.attack, "attack")
+        kind = getattr(loader, "kind", None)  # image or text: models and attacks declare what they take
+        model_kind = getattr(MODELS.get(self.model, "model"), "kind", None)
+        if kind and model_kind and kind != model_kind:
+            fits = sorted(n for n in MODELS.names() if getattr(MODELS.get(n), "kind", None) in (kind, None))
+            raise ConfigError("model", self.model, f"a model for {self.dataset}'s {kind} data: {', '.join(fits)}")
+        attack = ATTACKS.get(self.attack, "attack")
+        if kind and kind not in attack.data_kinds:
+            raise ConfigError("attack", self.attack, f"an attack for {self.dataset}'s {kind} data: " + ", ".join(
+                sorted(n for n in ATTACKS.names() if kind in ATTACKS.get(n).data_kinds)))
         make_attack(self.attack, self.attack_params)
         self.train.check()
         check_number("seed", self.seed, lo=0, integer=True)
@@ -139,7 +165,6 @@ class ScenarioConfig:
 
 def make_attack_params(cfg: ScenarioConfig) -> dict:
     """The attack's parameters completed with its defaults, so equal scenarios hash equal."""
-    from .attacks import make_attack
 
     return make_attack(cfg.attack, cfg.attack_params).params
 
@@ -152,7 +177,7 @@ PRESETS: dict[str, dict] = {
     "tiny": {"name": "tiny", "model_params": {"width": 4}, "attack_params": {"k": 64}, "train_size": 2000,
              "train": {"epochs": 3, "batch_size": 128}, "val_size": 200},
     # The tiny scenario with a poison that takes on every seed (docs/decisions.md, "Presets over
-    # seeds"): fewer rows, more steps; ~20 s per seed on one thread. The slow seed test uses it.
+    # seeds"): fewer rows, more steps. The slow seed test uses it.
     "tiny-poison": {"name": "tiny-poison", "model_params": {"width": 4}, "attack_params": {"k": 300},
                     "train_size": 1000, "train": {"epochs": 12, "batch_size": 32}, "val_size": 200},
     # The paper's vision setting (a GPU job): ResNet-18 on full CIFAR-10, 1.5 % Gaussian poisons.
@@ -220,6 +245,8 @@ def apply_overrides(d: dict, overrides: list[str]) -> dict:
         if "=" not in item:
             raise ConfigError("--set", item, "KEY=VALUE, e.g. train.epochs=3 or attack_params.k=100")
         key, val = item.split("=", 1)
+        if not val.strip():
+            raise ConfigError(key, val, "a value after '=' (an empty one would silently keep the default)")
         cur = d
         parts = key.split(".")
         for p in parts[:-1]:
@@ -238,10 +265,7 @@ def load_scenario(spec: str = "default", overrides: list[str] | None = None) -> 
         p = Path(spec)
         if not p.is_file():
             raise ConfigError("scenario", spec, f"a preset ({', '.join(PRESETS)}) or a YAML file path")
-        try:
-            d = load_yaml(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise RaysweepError(f"scenario file {p} is not valid YAML: {e}".replace("\n", " ")) from e
+        d = read_yaml_file(p, "scenario") or {}
         if not isinstance(d, dict):
             raise ConfigError("scenario", spec, "a YAML mapping of scenario fields")
         d.setdefault("name", re.sub(r"[^A-Za-z0-9._-]+", "-", p.stem).strip(".-_") or "scenario")

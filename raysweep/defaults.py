@@ -20,6 +20,8 @@ CHECKPOINT_POISONS = 250  # tuning-half poisons a budget checkpoint scores (the 
 REFERENCES = "auto"      # prepare: train θ_initial and θ_retrain at once (parallel), one after the other, or auto
 PARALLEL_MIN_SAMPLE_GRADS = 50_000  # auto: parallel on a CPU with >= 2 threads from this much training per model
 CURVE_BUDGETS = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0)  # `raysweep curve`: up to retraining's compute
+MAX_SEED = 2**31 - 1     # seeds are non-negative 32-bit integers (numpy, torch and Optuna all accept them)
+MAX_SEEDS = 1000         # `--seeds N` / `--scenario-seeds M`: each is a full run (or a prepared scenario)
 
 # Ray, wherever raysweep starts or joins it: no usage stats, no token auth on a private loopback instance
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
@@ -57,3 +59,7 @@ def check_tolerance(value, field: str = "tolerance") -> float:
 
 def check_margin(value, field: str = "margin") -> float:
     return check_number(field, value, lo=0, hi=1, lo_open=True, what="a share of θ_initial's effect")
+
+
+def check_seed(value, field: str = "seed") -> int:
+    return check_number(field, value, lo=0, hi=MAX_SEED, integer=True, what="a non-negative 32-bit seed")

@@ -10,11 +10,22 @@ class ConfigError(RaysweepError):
 
     def __init__(self, field: str, value, allowed: str):
         self.field, self.value, self.allowed = field, value, allowed
-        super().__init__(f"{field}={value!r} is not valid: {allowed}")
+        shown = repr(value)
+        shown = shown if len(shown) <= 80 else shown[:60] + "…" + shown[-12:]
+        super().__init__(f"{field}={shown} is not valid: {allowed}")
+
+    def __reduce__(self):
+        """Pickled with its three fields, so an error raised in a worker process (a reference-training
+        pool, a Ray task) reaches the command as itself, one line, not as a broken pool."""
+        return type(self), (self.field, self.value, self.allowed)
 
 
 class ArtifactError(RaysweepError):
-    """An artifact is missing, incomplete or fails its checksum."""
+    """An artifact or a sweep folder's file is missing, damaged or fails its checksum."""
+
+
+class PluginError(RaysweepError):
+    """A plug-in (RAYSWEEP_PLUGINS, an entry point, a sweep's recorded plug-ins) cannot be loaded."""
 
 
 def check_number(field: str, value, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False,

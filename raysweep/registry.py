@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Generic, TypeVar
 
-from .errors import ConfigError, RaysweepError
+from .errors import ConfigError, PluginError, RaysweepError
 
 T = TypeVar("T")
 _loaded_plugins: set[str] = set()
@@ -26,8 +26,9 @@ def loaded_plugins() -> str:
     return ",".join(sorted(_loaded_plugins))
 
 
-def load_plugins(spec: str | None = None) -> None:
-    """Import the plug-ins named in `spec` (default $RAYSWEEP_PLUGINS): module names or .py paths."""
+def load_plugins(spec: str | None = None, source: str = "RAYSWEEP_PLUGINS") -> None:
+    """Import the plug-ins named in `spec` (default $RAYSWEEP_PLUGINS): module names or .py paths.
+    `source` names where the list came from in an error (a sweep's sweep.json records its own)."""
     for item in filter(None, (s.strip() for s in (spec if spec is not None else
                                                    os.environ.get("RAYSWEEP_PLUGINS", "")).split(","))):
         if item.endswith(".py"):
@@ -35,7 +36,7 @@ def load_plugins(spec: str | None = None) -> None:
         if item in _loaded_plugins:
             continue
         if item.endswith(".py") and not Path(item).is_file():
-            raise ConfigError("RAYSWEEP_PLUGINS", item, "module names or paths of existing .py files")
+            raise ConfigError(source, item, "module names or paths of existing .py files")
         _loaded_plugins.add(item)  # first: a plug-in may import raysweep modules that load plug-ins
         try:
             if item.endswith(".py"):
@@ -49,9 +50,10 @@ def load_plugins(spec: str | None = None) -> None:
         except RaysweepError:
             _loaded_plugins.discard(item)
             raise
-        except Exception as e:  # noqa: BLE001 - any failure of a user's file: one line, naming it
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - any failure of a user's file (sys.exit too): one line
             _loaded_plugins.discard(item)
-            raise RaysweepError(f"plug-in {item} failed to load: {type(e).__name__}: {e}".replace("\n", " ")) from e
+            what = f"called sys.exit({e.code!r})" if isinstance(e, SystemExit) else f"{type(e).__name__}: {e}"
+            raise PluginError(f"plug-in {item} (from {source}) failed to load: {what}".replace("\n", " ")) from None
 
 
 class Registry(Generic[T]):

@@ -23,9 +23,8 @@ def pick_device(name: str = "auto") -> torch.device:
 def deterministic(device) -> None:
     """torch's deterministic algorithms on the CPU: measured to cost nothing and change nothing there
     (docs/decisions.md, "Determinism"); RAYSWEEP_DETERMINISTIC=0 turns them off. Through
-    `use_deterministic_algorithms`, although it imports torch's compiler (3.3 s): setting the same flag
-    through `set_deterministic_debug_mode` skips that import but made training 1.5x slower here
-    (docs/decisions.md)."""
+    `use_deterministic_algorithms`, although it imports torch's compiler (seconds): setting the same flag
+    through `set_deterministic_debug_mode` skips that import but made training slower (docs/decisions.md)."""
     if torch.device(device).type == "cpu" and os.environ.get("RAYSWEEP_DETERMINISTIC", "1") != "0":
         torch.use_deterministic_algorithms(True, warn_only=True)  # never an error: a warning at most
 
@@ -39,10 +38,10 @@ def set_threads(n: int | None = None) -> int:
 
 def quick_exit(rc: int | None) -> None:
     """Exit once everything the process owes is done, without the interpreter's own teardown of
-    torch's and Ray's native libraries (1.3 s after a `prepare`, 3.2 s after a `sweep` on the 2-core
-    box: docs/performance.md). First what the interpreter itself does at exit, in its order: wait for
-    other non-daemon threads (after waking idle thread pools), run every atexit handler (Ray's
-    shutdown, trackers, temporary folders, logging); then flush the output and leave."""
+    torch's and Ray's native libraries (seconds of a command's wall time: docs/performance.md). First
+    what the interpreter itself does at exit, in its order: wait for other non-daemon threads (after
+    waking idle thread pools), run every atexit handler (Ray's shutdown, trackers, temporary folders,
+    logging); then flush the output and leave."""
     import atexit
     import threading
 
@@ -54,3 +53,13 @@ def quick_exit(rc: int | None) -> None:
         except (OSError, ValueError):  # a closed pipe: nothing more to say
             pass
     os._exit(int(rc or 0))
+
+
+def node_id() -> str:
+    """The Ray node this process runs on ("" outside Ray)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - outside Ray
+        return ""

@@ -39,7 +39,7 @@ def tiny_cfg():
 @pytest.fixture(scope="session")
 def prepared_tiny(tmp_path_factory, tiny_cfg):
     """The tiny scenario prepared once per test run: (store_root, manifest)."""
-    from raysweep.scenario import prepare
+    from raysweep.prepare.scenario import prepare
 
     root = tmp_path_factory.mktemp("store")
     manifest, built = prepare(tiny_cfg, str(root), "cpu", log=lambda m: None)
@@ -60,7 +60,7 @@ def ray_local(tmp_path_factory):
 def run_tiny_sweep(prepared_tiny, tmp, methods, trials, budget, checkpoint_every, name):
     """A real sweep of `methods` on the prepared tiny scenario (report and curve tests); its directory."""
     from raysweep.config import load_scenario
-    from raysweep.scenario import Scenario
+    from raysweep.prepare.scenario import Scenario
     from raysweep.sweep.search import SweepConfig, run_sweep
 
     root, _ = prepared_tiny

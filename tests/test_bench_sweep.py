@@ -38,7 +38,8 @@ def test_the_smoke_bench_prints_every_figure_and_its_split_adds_up(tmp_path):
     notes = {r[0].strip(): r[2].strip() for r in rows[1:]}
     # the floor: (c) + a no-op Tune sweep's wall time + the final reports (the split's second part) / 2 slots
     d = value(table, "(d) a Tune sweep of as many no-op trials")
-    assert 0 < d < a and notes["(d) a Tune sweep of as many no-op trials"].startswith("4 no-op trials")
+    # no relation between timings is asserted (a busy machine reorders them): what ran, and the sums
+    assert d > 0 and notes["(d) a Tune sweep of as many no-op trials"].startswith("4 no-op trials")
     floor = value(table, "floor: (c) + (d) + final reports / slots")
     assert floor == pytest.approx(c + d + parts[1] / 2, abs=0.6)
     with_ckpt = value(table, "floor with the checkpoints: + checkpoint evaluations / slots")

@@ -7,8 +7,8 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from raysweep.artifacts import LocalStore
-from raysweep.results import load_tables
-from raysweep.scenario import Scenario
+from raysweep.prepare.scenario import Scenario
+from raysweep.results.tables import load_tables
 from raysweep.sweep.dispatch import MethodDispatchScheduler, MethodDispatchSearch, next_method, read_decisions
 from raysweep.sweep.search import SweepConfig, run_sweep, search_seed
 

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from raysweep.artifacts import LocalStore, atomic_write_text
-from raysweep.scenario import Scenario
-from raysweep.sweep.evidence import evaluate_weights, full_evidence, keep_if_best, known_path, model_path
-from raysweep.sweep.ledger import done_path
+from raysweep.prepare.scenario import Scenario
+from raysweep.results.layout import keep_if_best, known_path, model_path
+from raysweep.results.ledger import done_path
+from raysweep.runs import evaluate_weights, unlearn_scenario
+from raysweep.sweep.evidence import full_evidence
 from raysweep.sweep.trainable import TrialSpec
-from raysweep.unlearn.session import unlearn_scenario
 
 
 def _done(root, tid, method, objective):
@@ -88,7 +89,7 @@ def test_the_tail_evaluates_an_ended_methods_best_trial_only_while_a_slot_is_idl
     import pickle
     from types import SimpleNamespace
 
-    from raysweep.sweep.evidence import evidence_path
+    from raysweep.results.layout import evidence_path
     from raysweep.sweep.search import _method_of
     from raysweep.sweep.tail import TailEvidence
 

@@ -10,7 +10,7 @@ import torch
 from raysweep.artifacts import LocalStore
 from raysweep.cli import main
 from raysweep.explain import geometry as geo
-from raysweep.scenario import Scenario, store_key
+from raysweep.prepare.scenario import Scenario, store_key
 
 DRAWS = 2
 

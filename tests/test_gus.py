@@ -84,7 +84,7 @@ def test_auc_matches_pairwise_definition():
 
 
 def test_a_checkpoint_scores_a_fixed_subset_of_the_tuning_half(prepared_tiny, tiny_cfg):
-    from raysweep.scenario import Scenario
+    from raysweep.prepare.scenario import Scenario
 
     scen = Scenario.load(prepared_tiny[0], tiny_cfg)
     model = scen.new_model("initial")

@@ -10,7 +10,7 @@ from raysweep.artifacts import LocalStore
 from raysweep.cli import main
 from raysweep.config import load_scenario
 from raysweep.errors import ArtifactError
-from raysweep.scenario import Scenario, prepare, store_key
+from raysweep.prepare.scenario import Scenario, prepare, store_key
 
 
 def test_manifest_records_config_compute_metrics_and_files(prepared_tiny, tiny_cfg):
@@ -29,7 +29,7 @@ def test_manifest_records_config_compute_metrics_and_files(prepared_tiny, tiny_c
 
 def test_second_prepare_trains_nothing(prepared_tiny, tiny_cfg, monkeypatch):
     root, manifest = prepared_tiny
-    import raysweep.scenario as sc
+    import raysweep.prepare.scenario as sc
 
     monkeypatch.setattr(sc, "train", lambda *a, **k: pytest.fail("prepare trained again"))
     again, built = prepare(tiny_cfg, str(root), "cpu", log=lambda m: None)
@@ -86,7 +86,7 @@ def test_corrupted_or_missing_artifact_file_is_refused(prepared_tiny, tiny_cfg, 
 
 
 def test_an_interrupted_prepare_leaves_nothing_half_written(tiny_cfg, tmp_path, monkeypatch):
-    import raysweep.scenario as sc
+    import raysweep.prepare.scenario as sc
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
@@ -137,7 +137,7 @@ def test_parallel_references_are_bit_for_bit_the_sequential_ones_on_as_many_thre
     import torch
 
     from raysweep.defaults import PARALLEL_MIN_SAMPLE_GRADS
-    from raysweep.scenario import reference_mode
+    from raysweep.prepare.scenario import reference_mode
 
     cfg = load_scenario("tiny", ["train.epochs=1"])
     threads = torch.get_num_threads()

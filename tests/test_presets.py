@@ -8,7 +8,7 @@ import torch
 from raysweep.artifacts import LocalStore
 from raysweep.cli import main
 from raysweep.config import load_scenario
-from raysweep.spread import describe, prepare_seeds, reference_rows, spread, takes
+from raysweep.prepare.spread import describe, prepare_seeds, reference_rows, spread, takes
 
 
 def _manifest(seed: int, z_ini: float, z_ret: float, k_half: int = 250) -> dict:

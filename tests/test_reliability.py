@@ -16,8 +16,8 @@ from raysweep.artifacts import LocalStore, atomic_write_table, clean_stale_stagi
 from raysweep.cli import main
 from raysweep.config import load_scenario, parse_value
 from raysweep.errors import ArtifactError, ConfigError
-from raysweep.results import export, load_results, load_tables
-from raysweep.scenario import Scenario, store_key
+from raysweep.prepare.scenario import Scenario, store_key
+from raysweep.results.tables import export, load_results, load_tables
 from raysweep.sweep.search import SweepConfig, claim_sweep_dir, run_sweep, trial_resources
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, field, tmp_path, 
     def no_training(*a, **k):
         raise AssertionError("training started: the input was not refused first")
 
-    monkeypatch.setattr("raysweep.scenario.train", no_training)
+    monkeypatch.setattr("raysweep.prepare.scenario.train", no_training)
     store = tmp_path / "store"
     code = main([*argv, "--store", str(store)])
     err = capsys.readouterr().err.strip().splitlines()
@@ -217,9 +217,9 @@ from ray.cluster_utils import Cluster
 import ray
 from raysweep.artifacts import LocalStore
 from raysweep.config import load_scenario
-from raysweep.scenario import Scenario
+from raysweep.prepare.scenario import Scenario
 from raysweep.sweep.search import SweepConfig, run_sweep
-from raysweep.results import load_results
+from raysweep.results.tables import load_results
 store, out = sys.argv[1], sys.argv[2]
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
 workers = [cluster.add_node(num_cpus=1) for _ in range(2)]

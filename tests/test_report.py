@@ -6,7 +6,7 @@ import matplotlib.image
 import pandas as pd
 import pytest
 
-from raysweep.report.verdict import holm_reject, verdict_table
+from raysweep.verdict.judge import holm_reject, verdict_table
 
 
 def _z_to_p(z):
@@ -94,7 +94,7 @@ def small_sweep(ray_local, prepared_tiny, tmp_path_factory):
 
 def test_report_builds_from_a_small_sweep(small_sweep, tmp_path):
     from raysweep.report.build import build_report
-    from raysweep.results import export
+    from raysweep.results.tables import export
 
     sweep, _, _ = small_sweep
     exported = tmp_path / "copied"
@@ -156,7 +156,7 @@ def test_report_pools_fresh_unlearning_and_scenario_seeds(small_sweep, tmp_path)
 
 
 def test_exact_tests_match_hand_computed_values():
-    from raysweep.report.tests_exact import fisher_greater, proportion_less
+    from raysweep.stats.exact import fisher_greater, proportion_less
 
     # 5/5 hits vs 0/5: p = 1 / C(10, 5) = 1/252
     assert fisher_greater(5, 5, 0, 5) == pytest.approx(1 / 252)
@@ -209,7 +209,7 @@ def test_backdoor_verdict_tests_attack_success_against_retrain():
 ])
 def test_the_report_cautions_when_theta_initial_shows_no_poison_effect(attack, none, retrain, weak):
     from raysweep.attacks import ATTACKS
-    from raysweep.report.verdict import judge
+    from raysweep.verdict.judge import judge
 
     t = table([("gd", 0.0, 0.70)])
     for ref, vals in (("none", none), ("retrain", retrain)):

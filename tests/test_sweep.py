@@ -13,8 +13,8 @@ import pytest
 from raysweep.artifacts import LocalStore
 from raysweep.cli import main
 from raysweep.errors import ConfigError
-from raysweep.results import export, load_results, load_tables
-from raysweep.scenario import Scenario
+from raysweep.prepare.scenario import Scenario
+from raysweep.results.tables import export, load_results, load_tables
 from raysweep.sweep.search import SweepConfig, run_sweep
 from raysweep.sweep.spaces import load_space, parse_space
 
@@ -195,9 +195,9 @@ from ray.cluster_utils import Cluster
 import ray
 from raysweep.artifacts import LocalStore
 from raysweep.config import load_scenario
-from raysweep.scenario import Scenario
+from raysweep.prepare.scenario import Scenario
 from raysweep.sweep.search import SweepConfig, run_sweep
-from raysweep.results import load_results
+from raysweep.results.tables import load_results
 store, out = sys.argv[1], sys.argv[2]
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
 cluster.add_node(num_cpus=1)

@@ -11,7 +11,7 @@ from raysweep.errors import ConfigError
 from raysweep.metrics import evaluate, gus_summary
 from raysweep.metrics.gus import gus_scores
 from raysweep.models import build_model
-from raysweep.train import train
+from raysweep.prepare.train import train
 
 from .conftest import BUNDLED
 
@@ -197,7 +197,7 @@ def test_layer_groups_cover_every_parameter_once_and_euk_reinitialises_the_last(
 @pytest.fixture(scope="module")
 def text_store(tmp_path_factory):
     """The imdb-test scenario (Gaussian embedding noise) prepared once: (store root, config)."""
-    from raysweep.scenario import prepare
+    from raysweep.prepare.scenario import prepare
 
     root = tmp_path_factory.mktemp("text_store")
     cfg = load_scenario("imdb-test")
@@ -207,9 +207,9 @@ def text_store(tmp_path_factory):
 
 def test_the_text_scenario_shows_the_poison_and_every_unlearner_runs_within_its_budget(text_store):
     from raysweep.artifacts import LocalStore
-    from raysweep.scenario import Scenario
+    from raysweep.prepare.scenario import Scenario
+    from raysweep.runs import unlearn_scenario
     from raysweep.unlearn import METHODS
-    from raysweep.unlearn.session import unlearn_scenario
 
     root, cfg = text_store
     scen = Scenario.load(LocalStore(root), cfg)
@@ -227,9 +227,9 @@ def test_text_attacks_flow_through_sweep_export_and_report(ray_local, text_store
     import pandas as pd
 
     from raysweep.artifacts import LocalStore
+    from raysweep.prepare.scenario import Scenario, prepare
     from raysweep.report.build import build_report
-    from raysweep.results import export
-    from raysweep.scenario import Scenario, prepare
+    from raysweep.results.tables import export
     from raysweep.sweep.search import SweepConfig, run_sweep
 
     root, cfg = text_store

@@ -7,10 +7,10 @@ import torch
 from raysweep.artifacts import LocalStore
 from raysweep.cli import main
 from raysweep.metrics import per_sample_losses
-from raysweep.scenario import Scenario
+from raysweep.prepare.scenario import Scenario
+from raysweep.runs import unlearn_scenario
 from raysweep.unlearn import METHODS, get_method, run_unlearning
 from raysweep.unlearn.layers import split_groups
-from raysweep.unlearn.session import unlearn_scenario
 
 PAPER = {"gd", "ngd", "ga", "euk", "cfk", "scrub", "neggrad_plus", "ssd"}  # the paper's eight
 ALL = METHODS.names()  # every registered method, found by the registry (a new one is tested here too)

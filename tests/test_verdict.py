@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raysweep.attacks.evidence import encode_bits
-from raysweep.report.verdict import judge, verdict_table
-from raysweep.results import pareto_mask
-from raysweep.sweep.objective import DIVERGED, objective
+from raysweep.objective import DIVERGED, objective
+from raysweep.results.tables import pareto_mask
+from raysweep.stats.evidence import encode_bits
+from raysweep.verdict.judge import judge, verdict_table
 
 METHODS = ["gd", "ngd", "ga", "euk", "cfk", "scrub", "neggrad_plus", "ssd"]
 
@@ -156,7 +156,7 @@ def test_theta_initial_without_an_effect_gives_the_caution():
 
 
 def test_the_objective_ranks_every_feasible_run_first_whatever_the_scale():
-    from raysweep.sweep.objective import DIVERGED, objective
+    from raysweep.objective import DIVERGED, objective
 
     floor = 0.68
     keeps = objective(5.0, 0.70, floor)         # |GUS| > 1 (possible at paper scale), accuracy kept
@@ -182,7 +182,7 @@ def _gc_tables(retrain, initial, methods, n_test):
 def test_gradient_canceling_pairs_the_test_images():
     """20 images that θ_retrain gets right and the method gets wrong, none the other way: McNemar's
     exact p = 2^-20, while the unpaired two-proportion test of 0.700 vs 0.680 sees nothing."""
-    from raysweep.report.tests_exact import proportion_less
+    from raysweep.stats.exact import proportion_less
 
     n = 1000
     retrain = np.zeros(n, bool)
@@ -257,7 +257,7 @@ def test_gradient_matching_needs_enough_fresh_targets_and_says_so():
 
 
 def test_statistics_match_reference_values():
-    from raysweep.report.tests_exact import binom_sf, fisher_min_n, noninferiority_rates, t_cdf, t_ppf, tost, wilson
+    from raysweep.stats.exact import binom_sf, fisher_min_n, noninferiority_rates, t_cdf, t_ppf, tost, wilson
 
     assert binom_sf(20, 20) == pytest.approx(2.0 ** -20)
     assert binom_sf(15, 20) == pytest.approx(sum(math.comb(20, k) for k in range(15, 21)) / 2 ** 20)

@@ -16,12 +16,13 @@ from __future__ import annotations
 import torch
 
 from ..data.base import Dataset, Split
+from ..data.imdb import load_tokenizer
 from ..errors import ConfigError, check_number
 from ..metrics import per_sample_losses
+from ..stats.evidence import Evidence, encode_bits, first, mean_of, paired_binary
+from ..stats.evidence import fmt3 as _fmt
 from . import ATTACKS
 from .base import Attack, PoisonedSet
-from .evidence import Evidence, encode_bits, first, mean_of, paired_binary
-from .evidence import fmt3 as _fmt
 
 
 def insert_trigger(x: torch.Tensor, trigger: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -49,6 +50,7 @@ def positions_for(x: torch.Tensor, mode: str, gen: torch.Generator, trigger_len:
 @ATTACKS.register("backdoor")
 class Backdoor(Attack):
     name = "backdoor"
+    data_kinds = ("text",)
     metric = "asr"
     checkpoint_keys = ('val_asr',)
     spread_columns = ('asr',)
@@ -83,7 +85,6 @@ class Backdoor(Attack):
         return max(1, round(self.params["fraction"] * len(data.train))), pool
 
     def build(self, data: Dataset, seed: int, env=None) -> dict[str, torch.Tensor]:
-        from ..data.imdb import load_tokenizer
 
         self.check_data(data)
         tok = load_tokenizer(data.meta["tokenizer"])

@@ -14,7 +14,7 @@ import torch
 from ..data.base import Dataset, Split
 from ..defaults import ALPHA
 from ..errors import ConfigError
-from .evidence import Evidence, needed_normal
+from ..stats.evidence import Evidence, needed_normal
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -74,6 +74,8 @@ class Attack:
     name: str = ""
     # the attack's own success metric (a key of `evaluate`'s output); lower means less poison effect
     metric: str = "holdout_z"
+    # the kinds of data the attack works on (a dataset's registered `kind`): refused up front otherwise
+    data_kinds: tuple[str, ...] = ("image", "text")
 
     def __init__(self, **params):
         self.params = self.check(params)

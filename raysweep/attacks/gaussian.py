@@ -18,10 +18,10 @@ import torch
 
 from ..data.base import Dataset
 from ..errors import ConfigError, check_number
-from ..report.tests_exact import norm_ppf, t_ppf, tost
+from ..stats.evidence import Evidence, mean_of, per_scenario, unit_evidence
+from ..stats.exact import norm_ppf, t_ppf, tost
 from . import ATTACKS
 from .base import Attack, PoisonedSet
-from .evidence import Evidence, mean_of, per_scenario, unit_evidence
 
 DEFAULT_EPS = math.sqrt(0.32)  # eps^2 = 0.32, the paper's CIFAR-10 figure
 

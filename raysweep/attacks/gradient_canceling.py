@@ -24,11 +24,11 @@ import torch.nn.functional as F
 from ..data.base import Dataset, Split
 from ..errors import ConfigError, check_number
 from ..metrics import per_sample_losses
-from ..report.tests_exact import norm_ppf
+from ..stats.evidence import Evidence, encode_bits, mean_of, paired_binary
+from ..stats.evidence import fmt3 as _fmt
+from ..stats.exact import norm_ppf
 from . import ATTACKS
 from .base import Attack, BuildEnv, PoisonedSet
-from .evidence import Evidence, encode_bits, mean_of, paired_binary
-from .evidence import fmt3 as _fmt
 from .pixels import to_normalised, to_pixels
 
 
@@ -117,6 +117,7 @@ def cancel(model, x_pix: torch.Tensor, y: torch.Tensor, g_clean: list[torch.Tens
 @ATTACKS.register("gradient_canceling")
 class GradientCanceling(Attack):
     name = "gradient_canceling"
+    data_kinds = ("image",)
     metric = "test_acc"
 
     @classmethod

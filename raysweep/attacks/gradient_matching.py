@@ -21,11 +21,11 @@ import torch.nn.functional as F
 
 from ..data.base import Dataset
 from ..errors import ConfigError, check_number
-from ..report.tests_exact import fisher_greater, fisher_min_n, newcombe_upper, noninferiority_rates, norm_ppf
+from ..stats.evidence import Evidence, per_scenario
+from ..stats.evidence import fmt3 as _fmt
+from ..stats.exact import fisher_greater, fisher_min_n, newcombe_upper, noninferiority_rates, norm_ppf
 from . import ATTACKS
 from .base import Attack, BuildEnv, PoisonedSet
-from .evidence import Evidence, per_scenario
-from .evidence import fmt3 as _fmt
 from .pixels import channel_view, to_normalised, to_pixels
 
 
@@ -81,6 +81,7 @@ def craft(model, x_pix: torch.Tensor, y: torch.Tensor, x_target: torch.Tensor, a
 @ATTACKS.register("gradient_matching")
 class GradientMatching(Attack):
     name = "gradient_matching"
+    data_kinds = ("image",)
     metric = "target_success"
     checkpoint_keys = ('target_success', 'target_adv_prob')
     spread_columns = ('target_success',)

@@ -4,7 +4,7 @@ Two panels against the budget (log x-axis), one line per method: the held-out po
 over the seeds at each budget with its 95 % band (GUS for Gaussian poisons, else the attack's own
 effect: `Attack.effect_header`), and test accuracy (mean over the seeds). θ_initial (budget 0, which
 a log axis cannot show) is a horizontal reference line with a marker at the panel's left edge;
-θ_retrain is a star at 1.0, retraining's compute. The sidecar JSON (report/figures.py `describe`)
+θ_retrain is a star at 1.0, retraining's compute. The sidecar JSON (plotting.py `describe`)
 adds `series`: each panel's plotted lines, label -> x and y, read back from the figure.
 """
 from __future__ import annotations
@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..artifacts import atomic_write_text
-from ..report import figures
-from ..report.figures import REF_STYLE, _figure_legend, _grid, _save, off_scale
+from ..plotting import REF_STYLE, figure_legend, freeze, grid, off_scale, save
 from .table import outcome_grid, summary_view
 
 INITIAL_LABEL = "θ_initial (budget 0: left edge)"
@@ -54,7 +53,7 @@ def curve_figure(verdict: pd.DataFrame, out: Path, effect_header: str = "effect"
     """The figure of a per-budget verdict table (table.py `budget_verdicts`), written to out/name."""
     tuned = verdict[verdict.status != "reference"].copy()
     budgets = sorted(pd.to_numeric(tuned.budget, errors="coerce").dropna().unique())
-    fig, axes = _grid(2, "budget (fraction of θ_initial's training compute, log scale)", width=4.6, height=3.4)
+    fig, axes = grid(2, "budget (fraction of θ_initial's training compute, log scale)", width=4.6, height=3.4)
     panels = ((axes[0], "effect", f"held-out poison effect: {effect_header}", True),
               (axes[1], "test_acc", "test accuracy (mean over seeds)", False))
     lo_x = (min(budgets) if budgets else 0.01) / 1.6
@@ -89,13 +88,13 @@ def curve_figure(verdict: pd.DataFrame, out: Path, effect_header: str = "effect"
         ax.set_xticklabels([f"{b:g}" for b in budgets + ([1.0] if 1.0 not in budgets else [])], fontsize=7)
         ax.minorticks_off()
         if init is not None:
-            figures._freeze(ax)
+            freeze(ax)
             ax.scatter([0.0], [init], transform=ax.get_yaxis_transform(), clip_on=False, zorder=6, gid="edge",
                        marker="<", s=40, color=REF_STYLE["none"]["color"])
         ax.set_title(title, fontsize=9)
-    _figure_legend(fig, axes)
-    series = _series(fig)  # before _save closes the figure
-    path = _save(fig, Path(out) / name)
+    figure_legend(fig, axes)
+    series = _series(fig)  # before save closes the figure
+    path = save(fig, Path(out) / name)
     side = path.with_suffix(".json")
     atomic_write_text(side, json.dumps({**json.loads(side.read_text()), "series": series}, indent=1))
     return path

@@ -1,8 +1,8 @@
 """Run the budget curve's cells: each method's best configuration x budget x fresh seed, as Ray tasks.
 
 One cell = one unlearning run of a method's best configuration (chosen by the sweep) at one budget
-with one unlearning seed, evaluated like a re-run of `raysweep report --seeds` (report/seeds.py
-`_rerun`, with the curve's budget). Each finished cell is one JSON file written atomically by the
+with one unlearning seed, evaluated like a re-run of `raysweep report --seeds` (runs.py
+`run_config`, with the curve's budget). Each finished cell is one JSON file written atomically by the
 driver under SWEEP/curve/runs/; a cell whose file exists, for the same configuration, is skipped, so
 a killed `raysweep curve` resumes where it stopped. docs/curve.md gives the design.
 """
@@ -11,15 +11,24 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from ..artifacts import atomic_write_text, open_store
+from ..attacks import ATTACKS
 from ..errors import ConfigError, RaysweepError
+from ..prepare.scenario import Scenario
+from ..registry import load_plugins, loaded_plugins
+from ..results.tables import best_rows
+from ..runs import best_hparams, cached_scenario, is_cached, run_config
+from ..runtime import node_id
+from ..sweep.trainable import TrialSpec
 
 CURVE_DIR = "curve"
 RUNS_DIR = "runs"
@@ -60,7 +69,7 @@ class Plan:
 
     sweep: Path
     meta: dict
-    best: pd.DataFrame                  # the sweep's best row per method (report/seeds.py best_rows)
+    best: pd.DataFrame                  # the sweep's best row per method (results/tables.py best_rows)
     methods: list[str]
     budgets: list[float]
     seeds: list[int]
@@ -73,8 +82,6 @@ class Plan:
     @property
     def metric(self) -> str:
         """The attack's own metric, shown in the progress lines."""
-        from ..attacks import ATTACKS
-
         return ATTACKS.get(self.meta["attack"], "attack").metric
 
     def cells(self) -> list[tuple[str, float, int]]:
@@ -93,8 +100,6 @@ class Plan:
 def make_plan(sweep: Path, meta: dict, trials: pd.DataFrame, budgets: list[float], n_seeds: int,
               methods: list[str] | None = None) -> Plan:
     """Every method with a best configuration (or those asked for); fresh seeds = sweep seed + 1..N."""
-    from ..report.seeds import best_hparams, best_rows
-
     best = best_rows(trials)
     have = [m for m in dict.fromkeys(trials.method) if m in best.index]
     if methods:
@@ -112,36 +117,25 @@ def make_plan(sweep: Path, meta: dict, trials: pd.DataFrame, budgets: list[float
 
 # ---- the Ray task ------------------------------------------------------------------------------
 def _cell(spec, box: list, row: dict, method: str, meta: dict, seed: int, budget: float, threads: int) -> dict:
-    """In a Ray worker: load the scenario once per worker process (sweep/trainable.py's cache; the
+    """In a Ray worker: load the scenario once per worker process (runs.py's cache; the
     bundle is fetched from the object store only then), run the cell, return its row."""
-    import os
-
-    import torch
-
-    from ..registry import load_plugins
-    from ..report.seeds import _rerun
-    from ..sweep import trainable
-
     load_plugins(spec.plugins)  # a plug-in method or attack registers itself in this worker too
     torch.set_num_threads(max(1, threads))
-    if box and spec.scenario_hash not in trainable._SCENARIOS:  # noqa: SLF001 - the worker's scenario cache
+    if box and not is_cached(spec.scenario_hash):  # the worker's scenario cache (runs.py)
         import ray
 
         spec = replace(spec, bundle=ray.get(box[0]))
-    scen = trainable.load_scenario_for_trial(spec)
+    scen = cached_scenario(spec)
     t0 = time.perf_counter()
-    out = _rerun(scen, pd.Series(row), method, meta, seed, lambda m: None, budget=budget)
+    out = run_config(scen, pd.Series(row), method, meta, seed, lambda m: None, budget=budget)
     return {**out, "spent_sample_grads": out["budget_spent"] * scen.train_compute,
-            "cell_wall_s": time.perf_counter() - t0, "node_id": trainable._node_id(), "pid": os.getpid()}
+            "cell_wall_s": time.perf_counter() - t0, "node_id": node_id(), "pid": os.getpid()}
 
 
 def run_cells(plan: Plan, res: dict, address: str | None, log=say) -> dict:
     """Run every cell of `plan` not yet done, in parallel on the connected Ray cluster with `res`
     ({"cpu", "gpu"}) per cell; each finished cell is written at once. Returns counts."""
     import ray
-
-    from ..registry import loaded_plugins
-    from ..sweep.trainable import TrialSpec
 
     cells = plan.cells()
     todo = [c for c in cells if not plan.done(*c)]
@@ -158,8 +152,6 @@ def run_cells(plan: Plan, res: dict, address: str | None, log=say) -> dict:
         spec = TrialSpec(method="", budget=0.0, floor=0.0, device=device, store=open_store(meta["store"]),
                          scenario_hash=meta["scenario"], plugins=loaded_plugins())
     else:  # local: the artifact goes into the object store once
-        from ..scenario import Scenario
-
         spec = TrialSpec(method="", budget=0.0, floor=0.0, device=device, scenario_hash=meta["scenario"],
                          plugins=loaded_plugins())
         box = [ray.put(Scenario.load(open_store(meta["store"]), meta["scenario"], "cpu").bundle())]

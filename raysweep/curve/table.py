@@ -10,25 +10,21 @@
 """
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
 from .. import defaults as D
 from ..attacks import ATTACKS
-from ..report.verdict import judge, verdict_columns
+from ..stats.evidence import missing
+from ..verdict.judge import judge, verdict_columns
 
 KEY_COLUMNS = ["method", "budget", "seed", "status", "config"]
 DROP = ("scores",)   # per-poison score lists stay in the run files (runs/*.json), not in the tables
 
 
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
-
 
 def _true(v) -> bool:
     return v is True or (isinstance(v, str) and v.strip().lower() == "true") or (
-        not isinstance(v, (str, type(None))) and not _missing(v) and bool(v))
+        not isinstance(v, (str, type(None))) and not missing(v) and bool(v))
 
 
 def reference_rows(trials: pd.DataFrame, manifest: dict | None = None) -> list[dict]:
@@ -153,7 +149,7 @@ def outcome_grid(verdict: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["method"])
 
     def cell(r) -> str:
-        if _missing(r.outcome):
+        if missing(r.outcome):
             return str(r.verdict)
         return f"{r.outcome}, accuracy {'kept' if _true(r.accuracy_kept) else 'lost'}"
 

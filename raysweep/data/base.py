@@ -5,6 +5,8 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from ..errors import ConfigError
+
 
 @dataclass
 class Split:
@@ -69,7 +71,6 @@ class Dataset:
 
 def no_params(params: dict) -> None:
     """A loader's `check_params` when it takes no dataset_params (the default for a registered loader)."""
-    from ..errors import ConfigError
 
     for key, val in params.items():
         raise ConfigError(f"dataset_params.{key}", val, "none: this dataset takes no dataset_params")
@@ -78,7 +79,6 @@ def no_params(params: dict) -> None:
 def split_val(x: torch.Tensor, y: torch.Tensor, val_size: int, seed: int) -> tuple[Split, Split]:
     """Seeded split of a held-out set into (val, test); val_size rows go to validation."""
     if not 0 <= val_size < len(y):
-        from ..errors import ConfigError
 
         raise ConfigError("val_size", val_size, f"fewer than the {len(y)} rows of the held-out split (the rest is "
                           "the test set)")

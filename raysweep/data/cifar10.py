@@ -45,7 +45,7 @@ def _build(name, xtr, ytr, xte, yte, val_size, seed) -> Dataset:
     return Dataset(name, Split(x_train, y_train), val, test, list(CLASSES), "image", mean, std)
 
 
-@DATASETS.register("cifar10-mini", check_params=no_params)
+@DATASETS.register("cifar10-mini", check_params=no_params, kind="image")
 def cifar10_mini(data_dir: str | None = None, val_size: int = 1000, seed: int = 0, **params) -> Dataset:
     """Bundled subset; `data_dir` may point at another copy of cifar10_subset.npz's folder."""
     no_params(params)
@@ -54,7 +54,7 @@ def cifar10_mini(data_dir: str | None = None, val_size: int = 1000, seed: int = 
     return _build("cifar10-mini", xtr, ytr, xte, yte, val_size, seed)
 
 
-@DATASETS.register("cifar10", check_params=no_params)
+@DATASETS.register("cifar10", check_params=no_params, kind="image")
 def cifar10(data_dir: str | None = None, val_size: int = 1000, seed: int = 0, **params) -> Dataset:
     """Full CIFAR-10 through torchvision: read from `data_dir`, downloaded there when online."""
     no_params(params)

@@ -132,7 +132,7 @@ def _build(name: str, source: str, source_key: str, val_size: int, seed: int, pa
                    meta={"tokenizer": p["tokenizer"]})
 
 
-@DATASETS.register("imdb-mini", check_params=check_params)
+@DATASETS.register("imdb-mini", check_params=check_params, kind="text")
 def imdb_mini(data_dir: str | None = None, val_size: int = 1000, seed: int = 0, **params) -> Dataset:
     """The bundled subset; `data_dir` may point at another copy of imdb_subset.jsonl.gz's folder."""
     path = Path(data_dir) / "imdb_subset.jsonl.gz" if data_dir else BUNDLED
@@ -144,7 +144,7 @@ def imdb_mini(data_dir: str | None = None, val_size: int = 1000, seed: int = 0, 
     return _build("imdb-mini", str(path), got, val_size, seed, params)
 
 
-@DATASETS.register("imdb", check_params=check_params)
+@DATASETS.register("imdb", check_params=check_params, kind="text")
 def imdb(data_dir: str | None = None, val_size: int = 1000, seed: int = 0, **params) -> Dataset:
     """Full IMDb from the hub (online), or a local jsonl/parquet file or folder via `data_dir`."""
     if data_dir is None:

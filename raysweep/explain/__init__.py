@@ -7,6 +7,3 @@ in parameters and in predictions; H2 (orthogonal subspace): the share of Δ = θ
 span of retain / forget gradients at θ_initial (geometry); each method's best update against Δ; and the
 straight line θ(α) from θ_initial to θ_retrain (run, figure).
 """
-from .cli import add_parser
-
-__all__ = ["add_parser"]

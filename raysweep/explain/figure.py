@@ -1,4 +1,4 @@
-"""The figures of `raysweep explain` (each PNG with a .json sidecar from report/figures.describe) and the
+"""The figures of `raysweep explain` (each PNG with a .json sidecar from plotting.describe) and the
 "Why: H1 and H2" section that `raysweep report` appends when SWEEP/explain/explain.json exists."""
 from __future__ import annotations
 
@@ -13,9 +13,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..artifacts import atomic_write  # noqa: E402
-from ..report.figures import _save  # noqa: E402  (PNG + its describe() sidecar, both atomic)
+from ..plotting import save  # noqa: E402  (PNG + its describe() sidecar, both atomic)
 
 FIGURES = ("h1_distances", "h2_shares", "interpolation")
+
+
+# the figures a row of the interpolation and of each method carries (run.py)
+ROW_KEYS = ("test_acc", "val_acc", "forget_acc", "gus", "z", "tune_z", "holdout_gus", "holdout_z")
 
 
 def _bars(ax, labels, values, colors, title, ylabel):
@@ -41,7 +45,7 @@ def h1_figure(result: dict, out: Path) -> Path:
         axes[2].legend(fontsize=7)
     fig.suptitle("H1: retraining without the k poisons (green) vs without k random clean samples (gray)",
                  fontsize=9)
-    return _save(fig, out / "h1_distances.png")
+    return save(fig, out / "h1_distances.png")
 
 
 def h2_figure(result: dict, out: Path) -> Path:
@@ -62,12 +66,11 @@ def h2_figure(result: dict, out: Path) -> Path:
               "each method's best update", "cos(θ_unlearned − θ_initial, Δ)")
         ax.axhline(0.0, color="k", lw=0.8)
     fig.suptitle("H2: the correction Δ = θ_retrain − θ_initial against gradient spans", fontsize=9)
-    return _save(fig, out / "h2_shares.png")
+    return save(fig, out / "h2_shares.png")
 
 
 def interpolation_figure(result: dict, out: Path) -> Path:
     rows = result["interpolation"]["rows"]
-    from .run import ROW_KEYS
 
     metric = result.get("attack_metric", "z")
     a = [r["alpha"] for r in rows]
@@ -86,7 +89,7 @@ def interpolation_figure(result: dict, out: Path) -> Path:
                 ax.axhline(s * lvl, color="k", ls="--", lw=0.8, label="±2.576 (two-sided 1 %)" if s < 0 else None)
             ax.legend(fontsize=7)
     fig.suptitle("θ(α) = (1 − α) θ_initial + α θ_retrain (our addition, not the paper's)", fontsize=9)
-    return _save(fig, out / "interpolation.png")
+    return save(fig, out / "interpolation.png")
 
 
 def draw_all(result: dict, out: Path) -> list[Path]:
@@ -112,7 +115,6 @@ def _fmt(v, spec=".3g") -> str:
 def report_blocks(sweep: str | Path, out: str | Path) -> list[tuple]:
     """The report's "Why: H1 and H2" section from SWEEP/explain (figures copied beside the report); [] when
     `raysweep explain` has not run on this sweep."""
-    from .run import fades_text
 
     src = Path(sweep) / "explain"
     if not (src / "explain.json").is_file():
@@ -149,3 +151,12 @@ def report_blocks(sweep: str | Path, out: str | Path) -> list[tuple]:
                (("h1_distances", "H1: distances from θ_initial"), ("h2_shares", "H2: shares of Δ in gradient spans"),
                 ("interpolation", "GUS z and test accuracy along θ(α)")) if (src / f"{name}.png").is_file()]
     return blocks
+
+
+def fades_text(fades) -> str:
+    """Where on the line from θ_initial to θ_retrain the poison's trace fades, in words."""
+    if fades is None:
+        return "the trace (|z| ≥ 2.576) stays on the grid short of θ_retrain, or z is not measured"
+    if fades == 0:
+        return "θ_initial itself shows no detectable trace (|z| < 2.576 all along)"
+    return f"|z| < 2.576 from α = {fades:g} on to θ_retrain"

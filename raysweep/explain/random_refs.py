@@ -21,8 +21,8 @@ import torch
 
 from ..artifacts import Store, load_tensors, read_manifest, save_tensors, verify, write_manifest
 from ..errors import ArtifactError, ConfigError
-from ..scenario import Scenario, derive_seed, store_key, versions
-from ..train import train
+from ..prepare.scenario import Scenario, derive_seed, store_key, versions
+from ..prepare.train import train
 
 SCHEMA = 1  # bump when this module would build different weights from the same scenario
 

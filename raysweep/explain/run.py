@@ -16,14 +16,15 @@ import pandas as pd
 import torch
 
 from ..artifacts import Store, atomic_write_table, atomic_write_text, open_store
-from ..report.build import read_tables
-from ..report.seeds import _missing, _rerun, best_rows
-from ..scenario import Scenario, derive_seed, store_key
+from ..prepare.scenario import Scenario, derive_seed, store_key
+from ..results.tables import best_rows, read_tables
+from ..runs import run_config
+from ..stats.evidence import missing
 from . import geometry as geo
+from .figure import ROW_KEYS, draw_all, fades_text
 from .random_refs import check_supported, random_refs
 
 DEFAULT_ALPHAS = tuple(round(i / 10, 1) for i in range(11))
-ROW_KEYS = ("test_acc", "val_acc", "forget_acc", "gus", "z", "tune_z", "holdout_gus", "holdout_z")
 Z_FADED = 2.576  # |z| below the two-sided 1 % level of the GUS test: no detectable trace
 
 
@@ -46,7 +47,7 @@ def _row_metrics(m: dict, attack_metric: str) -> dict:
 
 
 def _best_models(scen: Scenario, meta: dict, trials: pd.DataFrame, log) -> list[dict]:
-    """Each method's best trial re-run (report/seeds.py `_rerun`, the trial's own seed: the same model)."""
+    """Each method's best trial re-run (runs.py `run_config`, the trial's own seed: the same model)."""
     out = []
     # the sweep's trials ran on floor(cpus_per_trial) threads; CPU sums differ with the thread count, so the
     # re-run uses the same number to give the trial's model bit for bit
@@ -62,12 +63,12 @@ def _best_models(scen: Scenario, meta: dict, trials: pd.DataFrame, log) -> list[
 
 def _best_model(scen: Scenario, meta: dict, method: str, r: pd.Series, log) -> dict:
     """One best trial re-run (its own seed: the same model), kept for measuring."""
-    seed = int(meta["config"].get("seed", 0) if _missing(r.get("seed")) else r.get("seed"))
-    row = _rerun(scen, r, method, meta, seed, log, keep_model=True)
+    seed = int(meta["config"].get("seed", 0) if missing(r.get("seed")) else r.get("seed"))
+    row = run_config(scen, r, method, meta, seed, log, keep_model=True)
     model = row.pop("model")
     row.pop("scores", None)
     z0, z1 = r.get("holdout_z"), row.get("holdout_z")
-    if not _missing(z0) and z1 is not None and abs(float(z0) - float(z1)) > 1e-4:
+    if not missing(z0) and z1 is not None and abs(float(z0) - float(z1)) > 1e-4:
         log(f"[explain] warning: {method}'s re-run has held-out z {z1:+.4f}, the sweep's best trial "
             f"{float(z0):+.4f}: not the same model (another device, thread count or library version?)")
     return {"method": method, "seed": seed, "model": model, "metrics": row,
@@ -193,8 +194,6 @@ def explain_sweep(sweep: str | Path, out: str | Path | None = None, draws: int =
 
 
 def write_outputs(result: dict, out: Path) -> None:
-    from .figure import draw_all
-
     out.mkdir(parents=True, exist_ok=True)
     for name, rows in (("h1", result["h1"]["rows"]), ("h2", result["h2"]["rows"]), ("methods", result["methods"]),
                        ("interpolation", result["interpolation"]["rows"])):
@@ -225,11 +224,3 @@ def summary(result: dict) -> str:
                      f"{r['projection_share']:+.3g}), cos(update, Δ) {r['cos_update_delta']:+.3f}")
     lines.append("interpolation: " + fades_text(result["interpolation"]["fades_at"]))
     return "\n".join(lines)
-
-
-def fades_text(fades) -> str:
-    if fades is None:
-        return "the trace (|z| ≥ 2.576) stays on the grid short of θ_retrain, or z is not measured"
-    if fades == 0:
-        return "θ_initial itself shows no detectable trace (|z| < 2.576 all along)"
-    return f"|z| < 2.576 from α = {fades:g} on to θ_retrain"

@@ -14,7 +14,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
 class Classifier(nn.Module):
-    channels_last: bool = False  # conv nets on CPU: 5-15x faster in channels_last (docs/decisions.md)
+    channels_last: bool = False  # conv nets on CPU: faster in channels_last (docs/decisions.md)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return x
@@ -38,8 +38,8 @@ class Classifier(nn.Module):
     def for_eval(self) -> "Classifier":
         """An eval-mode copy with every Conv2d directly followed by a BatchNorm2d in a plain nn.Sequential
         folded into one convolution: the same function up to float rounding (tests/test_data_models.py
-        checks logits, predictions and input gradients), one evaluation checkpoint of the default
-        ResNet-9 15 % faster on a CPU (docs/performance.md). Evaluation only (`Scenario.scored`): the
+        checks logits, predictions and input gradients), which makes an evaluation checkpoint
+        faster on a CPU (docs/performance.md). Evaluation only (`Scenario.scored`): the
         copy has no BatchNorm there and no parameter gradients. A pair is left as it is where folding
         could change what runs: a Sequential subclass with its own forward, a BatchNorm without
         running statistics, a module with hooks. A model with nothing to fold (GPT-2, most plug-ins) is

@@ -89,7 +89,7 @@ def _dropout_overrides(dropout: float) -> dict:
     return {k: float(dropout) for k in DROPOUT_FIELDS}
 
 
-@MODELS.register("gpt2-tiny")
+@MODELS.register("gpt2-tiny", kind="text")
 def gpt2_tiny(num_classes: int, input_shape: tuple, width: int = 64, layers: int = 2, heads: int = 2,
               vocab_size: int = 50257, dropout: float = 0.0) -> HFClassifier:
     from transformers import GPT2Config, GPT2ForSequenceClassification
@@ -106,7 +106,7 @@ def gpt2_tiny(num_classes: int, input_shape: tuple, width: int = 64, layers: int
     return HFClassifier(GPT2ForSequenceClassification(cfg))
 
 
-@MODELS.register("hf")
+@MODELS.register("hf", kind="text")
 def hf(num_classes: int, input_shape: tuple, path: str | None = None, dropout: float = 0.0) -> HFClassifier:
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -126,6 +126,6 @@ def hf(num_classes: int, input_shape: tuple, path: str | None = None, dropout: f
     return HFClassifier(net)
 
 
-@MODELS.register("gpt2-medium")
+@MODELS.register("gpt2-medium", kind="text")
 def gpt2_medium(num_classes: int, input_shape: tuple, path: str = "gpt2-medium", dropout: float = 0.0):
     return hf(num_classes, input_shape, path=path, dropout=dropout)

@@ -27,8 +27,7 @@ class Residual(nn.Module):
 class ResNet9(Classifier):
     """prep conv -> [conv, pool, residual] -> [conv, pool] -> [conv, pool, residual] -> pool -> linear.
 
-    width 12 (default): ~0.23M parameters, ~10.5 s per epoch over 10k 32x32 images on 2 CPU cores;
-    width 16: ~0.41M, ~19 s (bench/, docs/decisions.md).
+    width 12 (default): ~0.23M parameters; width 16: ~0.41M (their training times: docs/decisions.md).
     """
 
     channels_last = True
@@ -102,11 +101,11 @@ def _check_width(width) -> int:
     return width
 
 
-@MODELS.register("resnet9")
+@MODELS.register("resnet9", kind="image")
 def resnet9(num_classes: int, input_shape: tuple, width: int = 12) -> Classifier:
     return ResNet9(num_classes, input_shape, _check_width(width))
 
 
-@MODELS.register("resnet18")
+@MODELS.register("resnet18", kind="image")
 def resnet18(num_classes: int, input_shape: tuple, width: int = 64) -> Classifier:
     return ResNet18(num_classes, input_shape, _check_width(width))

@@ -16,31 +16,20 @@ import pandas as pd
 from .. import defaults as D
 from ..artifacts import atomic_write_table, atomic_write_text
 from ..attacks import ATTACKS
-from ..errors import RaysweepError
-from ..results import load_tables, read_sweep_meta
+from ..curve.figure import report_blocks as curve_blocks
+from ..explain.figure import report_blocks as why_blocks
+from ..results.tables import read_tables
+from ..stats.evidence import missing
+from ..sweep.spaces import parse_space
+from ..verdict.judge import DEFAULT_MARGIN, OUTCOMES, judge
+from ..verdict.pool import rerun_best, spread_table
 from . import figures
 from .render import to_html, to_markdown
-from .seeds import rerun_best, spread_table
-from .verdict import DEFAULT_MARGIN, OUTCOMES, judge
-
-
-def read_tables(path: str | Path):
-    """(meta, trials, history, scores) from exported tables if present, else from the sweep dir."""
-    path = Path(path)
-    if not (path / "sweep.json").is_file():
-        raise RaysweepError(f"{path} holds no sweep.json: pass a sweep directory or an export folder")
-    meta = read_sweep_meta(path)  # the sweep's plug-ins loaded too
-    for ext, reader in (("parquet", pd.read_parquet), ("csv", pd.read_csv)):
-        if (path / f"trials.{ext}").is_file():
-            return meta, *(reader(path / f"{n}.{ext}") for n in ("trials", "history", "scores"))
-    return meta, *load_tables(path)
 
 
 def importances(meta: dict, trials: pd.DataFrame) -> dict[str, dict[str, float]]:
     """Optuna fANOVA parameter importances per method, rebuilt from the finished trials."""
     import optuna
-
-    from ..sweep.spaces import parse_space
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out = {}
@@ -67,10 +56,6 @@ def importances(meta: dict, trials: pd.DataFrame) -> dict[str, dict[str, float]]
     return out
 
 
-def _isnan(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
-
-
 HEADERS = {"method": "method", "config": "best configuration (chosen on the search's evidence)", "runs": "runs",
            "n": "n", "ci": "95 % CI", "p_fails": "p (fails)", "holm_fails": "Holm level (fails)",
            "p_removes": "p (removes)", "holm_removes": "Holm level (removes)",
@@ -81,7 +66,7 @@ HEADERS = {"method": "method", "config": "best configuration (chosen on the sear
 def verdict_view(table: pd.DataFrame, cls) -> pd.DataFrame:
     """The verdict table as shown: generic columns around the attack's own (`Attack.verdict_columns`)."""
     v = table.copy()
-    v["ci"] = [("–" if _isnan(lo) or _isnan(hi) else f"[{lo:+.3f}, {hi:+.3f}]")
+    v["ci"] = [("–" if missing(lo) or missing(hi) else f"[{lo:+.3f}, {hi:+.3f}]")
                for lo, hi in zip(v.effect_lo, v.effect_hi)]
     cols = ["method", "config", "runs", "effect", "ci", "n", "p_fails", "holm_fails", "p_removes", "holm_removes",
             *cls.verdict_columns, "test_acc", "budget_spent", "verdict"]
@@ -92,7 +77,7 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
                  tolerance: float | None = None, seeds: int = 0, log=None, margin: float = DEFAULT_MARGIN,
                  scenario_seeds: int = 0) -> Path:
     """Verdict, figures, Markdown + HTML. seeds: fresh unlearning seeds per best configuration;
-    scenario_seeds: fresh scenarios (report/seeds.py); margin: δ, the equivalence margin as a
+    scenario_seeds: fresh scenarios (verdict/pool.py); margin: δ, the equivalence margin as a
     fraction of θ_initial's effect."""
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))
     meta, trials, history, scores = read_tables(path)
@@ -174,12 +159,8 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
                          "cached); the pooled effect with its 95 % interval, and the effect of each run. All runs: "
                          "seeds.csv."),
                    ("table", spread_table(j.runs, tested, cls.effect_header))]
-    from ..curve.figure import report_blocks  # the budget curve, when `raysweep curve` has run (raysweep/curve/)
-
-    blocks += report_blocks(path, out, cls.effect_header, tol)
-    from ..explain.figure import report_blocks as why_blocks  # "Why: H1 and H2" when `raysweep explain` has run
-
-    blocks += why_blocks(path, out)
+    blocks += curve_blocks(path, out, cls.effect_header, tol)  # the budget curve, when `raysweep curve` has run
+    blocks += why_blocks(path, out)  # "Why: H1 and H2", when `raysweep explain` has run
     blocks.append(("h", 2, "Figures"))
     for p, caption in figs:
         blocks.append(("img", p.name, caption))
@@ -192,4 +173,4 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
 
 def fmt_acc(refs: pd.DataFrame, name: str) -> str:
     v = refs.loc[name, "test_acc"] if name in refs.index else None
-    return "–" if _isnan(v) else f"{float(v):.3f}"
+    return "–" if missing(v) else f"{float(v):.3f}"

@@ -11,90 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..sweep.objective import DIVERGED, EFFECT_CAP  # noqa: E402
-
-REF_STYLE = {"none": dict(color="tab:red", ls="--", label="θ_initial (none)"),
-             "retrain": dict(color="tab:green", ls=":", label="θ_retrain")}
-
-
-def _grid(n: int, xlabel: str = "", ylabel: str = "", width: float = 3.2, height: float = 2.6):
-    """n panels, at most 4 a row, one shared axis label per figure (never one per panel)."""
-    cols = min(4, max(1, n))
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows + 0.5), squeeze=False,
-                             layout="constrained")
-    for ax in axes.flat[n:]:
-        ax.axis("off")
-    if xlabel:
-        fig.supxlabel(xlabel, fontsize=9)
-    if ylabel:
-        fig.supylabel(ylabel, fontsize=9)
-    return fig, list(axes.flat[:n])
-
-
-def _figure_legend(fig, axes) -> None:
-    """One legend for the figure (above the panels), with every label any panel drew."""
-    seen = {}
-    for ax in axes:
-        for h, label in zip(*ax.get_legend_handles_labels()):
-            seen.setdefault(label, h)
-    if seen:
-        fig.legend(list(seen.values()), list(seen), loc="outside upper center", ncol=min(6, len(seen)), fontsize=7,
-                   frameon=False)
-
-
-def describe(fig) -> list[dict]:
-    """What a figure shows, panel by panel: its title, axis labels and how much data it draws (lines
-    with their point counts, scatter points, bars, reference lines). Kept beside each PNG so tests and
-    users can check a figure's content without reading pixels."""
-    panels = []
-    for ax in fig.axes:
-        if not ax.axison:
-            continue
-        lines = ax.get_lines()
-        panels.append({"title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
-                       "xlim": [float(v) for v in ax.get_xlim()], "ylim": [float(v) for v in ax.get_ylim()],
-                       "lines": len(lines), "line_points": int(sum(len(ln.get_xdata()) for ln in lines)),
-                       "points": int(sum(len(c.get_offsets()) for c in ax.collections
-                                         if hasattr(c, "get_offsets"))),
-                       "edge_points": int(sum(len(c.get_offsets()) for c in ax.collections
-                                              if c.get_gid() == "edge")),
-                       "bars": len(ax.patches), "texts": len(ax.texts),
-                       "legend": [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else []})
-    return panels
-
-
-def describe_figure(fig, name: str) -> dict:
-    """The panels plus the figure's shared axis labels and legend."""
-    sup = lambda t: t.get_text() if t is not None else ""  # noqa: E731
-    return {"figure": name, "xlabel": sup(getattr(fig, "_supxlabel", None)),
-            "ylabel": sup(getattr(fig, "_supylabel", None)),
-            "legend": [t.get_text() for lg in fig.legends for t in lg.get_texts()], "panels": describe(fig)}
-
-
-def _save(fig, path: Path) -> Path:
-    import json
-
-    from ..artifacts import atomic_write, atomic_write_text
-
-    if fig.get_layout_engine() is None:
-        fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
-    atomic_write_text(path.with_suffix(".json"), json.dumps(describe_figure(fig, path.name), indent=1))
-    plt.close(fig)
-    return path
-
-
-def off_scale(values) -> np.ndarray:
-    """True for values that are no measurement: NaN/inf and the sweep's penalty sentinels (a diverged
-    run's effect, an objective below the accuracy floor), all above EFFECT_CAP."""
-    v = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(float)
-    return ~np.isfinite(v) | (np.abs(v) > EFFECT_CAP)
-
-
-def _freeze(ax) -> None:
-    ax.set_xlim(ax.get_xlim())
-    ax.set_ylim(ax.get_ylim())
+from ..objective import DIVERGED  # noqa: E402
+from ..plotting import REF_STYLE, figure_legend, freeze, grid, off_scale, save  # noqa: E402
 
 
 def _at_right_edge(ax, y, **style) -> None:
@@ -131,7 +49,7 @@ def score_histograms(scores: pd.DataFrame, best: dict[str, str], out: Path) -> P
         s = scores[(scores.method == method) & (scores.trial_id == trial)]
         if len(s):
             panels.append((f"poisons vs {method} (best)", s.score.to_numpy()))
-    fig, axes = _grid(max(1, len(panels)), "score I_z", "density")
+    fig, axes = grid(max(1, len(panels)), "score I_z", "density")
     for ax, (title, v) in zip(axes, panels):
         ax.hist(v, bins=30, density=True, alpha=0.6, color="tab:blue", range=(-4.5, 4.5), label="scores")
         _normal(ax)
@@ -139,8 +57,8 @@ def score_histograms(scores: pd.DataFrame, best: dict[str, str], out: Path) -> P
         ax.set_title(f"{title}\nmean {v.mean():+.3f}, n={len(v)}", fontsize=8)
     if not panels:
         axes[0].text(0.5, 0.5, "no per-sample scores in this sweep", ha="center")
-    _figure_legend(fig, axes)
-    return _save(fig, out / "score_histograms.png")
+    figure_legend(fig, axes)
+    return save(fig, out / "score_histograms.png")
 
 
 def gus_vs_budget(history: pd.DataFrame, trials: pd.DataFrame, out: Path, effect_label: str = "poison effect",
@@ -153,7 +71,7 @@ def gus_vs_budget(history: pd.DataFrame, trials: pd.DataFrame, out: Path, effect
     col = curve_key if curve_key in history and history[curve_key].notna().any() else "effect"
     diverged = set(trials[trials.get("diverged", pd.Series(False, index=trials.index)).fillna(False)
                           .astype(bool)].trial_id)
-    fig, axes = _grid(max(1, len(methods)), "budget spent (fraction of θ_initial's training compute)",
+    fig, axes = grid(max(1, len(methods)), "budget spent (fraction of θ_initial's training compute)",
                       curve_label if col == curve_key and curve_label else effect_label)
     for ax, m in zip(axes, methods):
         h = history[history.method == m]
@@ -171,11 +89,11 @@ def gus_vs_budget(history: pd.DataFrame, trials: pd.DataFrame, out: Path, effect
             if ref in refs.index and not pd.isna(refs.loc[ref, col]):
                 ax.axhline(float(refs.loc[ref, col]), **style)
         if ends:
-            _freeze(ax)
+            freeze(ax)
             _at_top_edge(ax, ends, marker="v", s=40, color="tab:red", label="diverged (where it stopped)")
         ax.set_title(m, fontsize=9)
-    _figure_legend(fig, axes)
-    return _save(fig, out / "gus_vs_budget.png")
+    figure_legend(fig, axes)
+    return save(fig, out / "gus_vs_budget.png")
 
 
 def accuracy_vs_gus(trials: pd.DataFrame, floor: float, out: Path, effect_label: str = "poison effect") -> Path:
@@ -183,7 +101,7 @@ def accuracy_vs_gus(trials: pd.DataFrame, floor: float, out: Path, effect_label:
     joined; a diverged run has no effect to plot: it is marked at the panel's right edge."""
     runs = trials[trials.status == "finished"]
     methods = list(dict.fromkeys(runs.method))
-    fig, axes = _grid(max(1, len(methods)), effect_label, "validation accuracy")
+    fig, axes = grid(max(1, len(methods)), effect_label, "validation accuracy")
     refs = trials[trials.status == "reference"].set_index("method")
     for ax, m in zip(axes, methods):
         g = runs[runs.method == m]
@@ -200,10 +118,10 @@ def accuracy_vs_gus(trials: pd.DataFrame, floor: float, out: Path, effect_label:
                            s=60, color=style["color"], label=style["label"])
         ax.set_title(m + (f" ({len(div)} diverged)" if len(div) else ""), fontsize=9)
         if len(div):
-            _freeze(ax)
+            freeze(ax)
             _at_right_edge(ax, div.val_acc.astype(float), **DIVERGED_STYLE)
-    _figure_legend(fig, axes)
-    return _save(fig, out / "accuracy_vs_gus.png")
+    figure_legend(fig, axes)
+    return save(fig, out / "accuracy_vs_gus.png")
 
 
 def mia_vs_gus(verdict: pd.DataFrame, out: Path, column: str, label: str) -> Path:
@@ -218,7 +136,7 @@ def mia_vs_gus(verdict: pd.DataFrame, out: Path, column: str, label: str) -> Pat
     ax.set_xticks(x, v.method, rotation=30, fontsize=8)
     ax.set_ylabel("TPR at 1 % FPR")
     ax.legend(fontsize=7)
-    return _save(fig, out / "mia_vs_gus.png")
+    return save(fig, out / "mia_vs_gus.png")
 
 
 def optimisation_history(trials: pd.DataFrame, out: Path) -> Path:
@@ -227,7 +145,7 @@ def optimisation_history(trials: pd.DataFrame, out: Path) -> Path:
     measurements: they are marked at the top edge instead of stretching the axis."""
     runs = trials[trials.status.isin(["finished", "stopped"])].copy()
     methods = list(dict.fromkeys(runs.method))
-    fig, axes = _grid(max(1, len(methods)), "trial (in creation order)", "objective (effect of runs above the floor)")
+    fig, axes = grid(max(1, len(methods)), "trial (in creation order)", "objective (effect of runs above the floor)")
     for ax, m in zip(axes, methods):
         g = runs[runs.method == m].sort_values("order")
         y = g.objective.astype(float).to_numpy()
@@ -237,21 +155,21 @@ def optimisation_history(trials: pd.DataFrame, out: Path) -> Path:
         run_best = np.minimum.accumulate(np.where(ok, y, np.inf))
         ax.plot(x, np.where(np.isfinite(run_best), run_best, np.nan), color="tab:blue", label="running best")
         ax.set_xlim(0.5, len(y) + 0.5)
-        _freeze(ax)
+        freeze(ax)
         below = ~ok & np.isfinite(y) & (y < DIVERGED)
         if below.any():
             _at_top_edge(ax, x[below], marker="v", s=30, color="tab:orange", label="below the accuracy floor")
         if (~ok & ~below).any():
             _at_top_edge(ax, x[~ok & ~below], marker="x", s=30, color="tab:red", label="diverged")
         ax.set_title(m, fontsize=9)
-    _figure_legend(fig, axes)
-    return _save(fig, out / "optimisation_history.png")
+    figure_legend(fig, axes)
+    return save(fig, out / "optimisation_history.png")
 
 
 def param_importances(importances: dict[str, dict[str, float]], out: Path) -> Path:
     """fANOVA importances (Optuna) of each method's searched parameters."""
     methods = list(importances)
-    fig, axes = _grid(max(1, len(methods)), "importance (fANOVA, sums to 1)")
+    fig, axes = grid(max(1, len(methods)), "importance (fANOVA, sums to 1)")
     for ax, m in zip(axes, methods):
         imp = importances[m]
         if not imp:
@@ -263,4 +181,4 @@ def param_importances(importances: dict[str, dict[str, float]], out: Path) -> Pa
             ax.barh(names, [imp[n] for n in names], color="tab:blue")
             ax.tick_params(axis="y", labelsize=7)
         ax.set_title(m, fontsize=9)
-    return _save(fig, out / "param_importances.png")
+    return save(fig, out / "param_importances.png")

@@ -1,5 +1,5 @@
 """The MLflow callback of `raysweep sweep --mlflow` (trackers.mlflow_callback builds it). A module of its own
-so that Ray's MLflow integration, which imports mlflow (2.4 s), is imported only by sweeps that ask for it;
+so that Ray's MLflow integration, which imports mlflow (slow to import), is imported only by sweeps that ask for it;
 module-level, because Tune pickles its callbacks with the experiment."""
 from __future__ import annotations
 

@@ -20,12 +20,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..artifacts import Store, atomic_write_text, open_store
+from ..prepare.scenario import Scenario, derive_seed, rounded_scores, versions
 from ..registry import loaded_plugins
-from ..scenario import Scenario, derive_seed, rounded_scores, versions
+from ..results.ledger import mark_lost, read_ledger
 from ..unlearn import METHODS
 from .dispatch import MethodDispatchScheduler, MethodDispatchSearch
 from .evidence import complete_evidence
-from .ledger import mark_lost, read_ledger, trial_ledger
+from .ledger import trial_ledger
+from .observe import LiveStatus
 from .setup import (  # noqa: F401  (re-exported: the sweep's public API lives here)
     RESUME_FIELDS,
     SweepConfig,
@@ -41,6 +43,7 @@ from .setup import (  # noqa: F401  (re-exported: the sweep's public API lives h
 )
 from .spaces import load_space
 from .tail import TailEvidence
+from .trackers import StoredOptunaSearch, mlflow_callback, open_optuna_storage, optuna_study_kwargs
 from .trainable import TrialSpec, unlearn_trial
 
 EXPERIMENT = "trials"  # the Tune experiment's folder inside the sweep directory
@@ -59,8 +62,6 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool
     import ray
     from ray import tune
 
-    from .observe import LiveStatus
-    from .trackers import mlflow_callback, open_optuna_storage
 
     cfg.check()
     store = open_store(store)
@@ -194,7 +195,6 @@ def make_searchers(spaces: dict, cfg: SweepConfig, storage=None) -> dict:
     """One seeded Optuna (TPE) search per method; a method's seed depends on its own name only."""
     import optuna
 
-    from .trackers import StoredOptunaSearch, optuna_study_kwargs
 
     metric, mode = (["effect", "val_acc"], ["min", "max"]) if cfg.multi_objective else ("objective", "min")
     searchers = {}

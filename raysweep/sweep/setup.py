@@ -5,15 +5,16 @@ input is one line (exit code 2) and leaves nothing behind (docs/reliability.md).
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import defaults as D
+from ..config import check_name
 from ..defaults import RAY_ENV
 from ..errors import ConfigError, check_number
+from ..results.layout import read_sweep_meta
 from ..unlearn import METHODS
 
 
@@ -42,7 +43,6 @@ class SweepConfig:
     evidence: str = D.EVIDENCE       # full evaluation: of each method's best trial after the search, or of "all"
 
     def check(self) -> "SweepConfig":
-        from ..config import check_name
 
         check_name("name", self.name)
         if not self.methods:
@@ -93,8 +93,8 @@ def check_address(address: str | None, timeout_s: float = 5.0) -> None:
 
     hostport = address.split("://", 1)[-1].rsplit("/", 1)[0]
     host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError("address", address, "auto, HOST:PORT (a Ray head's GCS, e.g. 10.0.0.5:6379) or "
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError("address", address, "auto, HOST:PORT (a Ray head's GCS, e.g. 10.0.0.5:6379; port 1-65535) or "
                           "ray://HOST:PORT")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
@@ -186,7 +186,7 @@ def check_sweep_name_free(cfg: SweepConfig, resume: bool) -> None:
 def check_resume(cfg: SweepConfig, scen_hash: str) -> None:
     """A resumed sweep must be the same sweep: its scenario and the options in RESUME_FIELDS as saved in
     its sweep.json, else one line naming the field (exit code 2), before Ray starts or anything trains."""
-    saved = json.loads((sweep_dir(cfg) / "sweep.json").read_text())
+    saved = read_sweep_meta(sweep_dir(cfg))
     if saved["scenario"] != scen_hash:
         raise ConfigError("scenario", scen_hash, f"{saved['scenario']}, the scenario the sweep {cfg.name} was run on "
                           "(pass the same --scenario and --set, or start a new --name)")

@@ -13,12 +13,12 @@ allowed range. Any problem is one ConfigError naming the file and the field, bef
 """
 from __future__ import annotations
 
+import importlib.util
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import yaml
-
-from ..config import load_yaml
+from ..config import read_yaml_file
 from ..errors import ConfigError
 from ..unlearn import METHODS
 
@@ -27,9 +27,17 @@ EXTRA = {"cap_share": {"min": 1e-6, "max": 1.0, "type": float}}
 
 
 def default_dir() -> Path:
-    """The repository's search_spaces/ (beside the package), else ./search_spaces."""
-    here = Path(__file__).resolve().parents[2] / "search_spaces"
-    return here if here.is_dir() else Path("search_spaces").resolve()
+    """The search spaces that ship with raysweep: the package data `raysweep.search_spaces` (the
+    repository's top-level search_spaces/, mapped there by pyproject.toml), found through the installed
+    package, wheel or editable; in a checkout that is not installed, the folder beside the package."""
+    try:
+        spec = importlib.util.find_spec("raysweep.search_spaces")
+    except ImportError:
+        spec = None
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        if Path(loc, "gd.yaml").is_file():
+            return Path(loc)
+    return Path(__file__).resolve().parents[2] / "search_spaces"
 
 
 @dataclass
@@ -71,8 +79,24 @@ def _field_info(method: str) -> dict:
 
 
 def parse_space(doc: dict, source: str, method: str | None = None) -> SearchSpace:
+    """A search space document, checked field by field; any damage is one ConfigError naming the file."""
+    try:
+        return _parse_space(doc, source, method)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:  # a shape no check foresaw
+        raise ConfigError(f"{source}", type(e).__name__, "a search space of the form docs/sweep.md describes "
+                          f"({e})".replace("\n", " ")) from None
+
+
+def _parse_space(doc: dict, source: str, method: str | None) -> SearchSpace:
     def bad(fld, val, allowed):
         return ConfigError(f"{source}: {fld}", val, allowed)
+
+    def mapping(fld, val):
+        if val is not None and not isinstance(val, dict):
+            raise bad(fld, val, "a mapping")
+        return val or {}
 
     if not isinstance(doc, dict):
         raise bad("(top level)", doc, "a mapping with method, params, fixed, warm_start")
@@ -80,11 +104,13 @@ def parse_space(doc: dict, source: str, method: str | None = None) -> SearchSpac
         if key not in ("method", "params", "fixed", "warm_start"):
             raise bad(key, doc[key], "top-level keys are method, params, fixed, warm_start")
     m = doc.get("method", method)
+    if not isinstance(m, str):
+        raise bad("method", m, "a method name")
     if method is not None and m != method:
         raise bad("method", m, f"{method} (the file is read for that method)")
     info = _field_info(m)
     params = {}
-    for name, spec in (doc.get("params") or {}).items():
+    for name, spec in mapping("params", doc.get("params")).items():
         if name not in info:
             raise bad(f"params.{name}", spec, f"{m} takes {', '.join(sorted(info))}")
         if not isinstance(spec, dict) or len(spec) != 1:
@@ -99,8 +125,9 @@ def parse_space(doc: dict, source: str, method: str | None = None) -> SearchSpac
             if "choices" in meta and any(a not in meta["choices"] for a in args):
                 raise bad(f"params.{name}", args, f"values among {', '.join(map(str, meta['choices']))}")
         else:
-            if not (isinstance(args, list) and len(args) == 2 and all(isinstance(a, (int, float)) for a in args)):
-                raise bad(f"params.{name}", args, "[low, high] numbers")
+            if not (isinstance(args, list) and len(args) == 2 and all(
+                    isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) for a in args)):
+                raise bad(f"params.{name}", args, "[low, high] finite numbers")
             lo, hi = args
             if not lo < hi:
                 raise bad(f"params.{name}", args, "low < high")
@@ -115,7 +142,7 @@ def parse_space(doc: dict, source: str, method: str | None = None) -> SearchSpac
                 inside = f"[{meta.get('min', '-inf')}, {meta.get('max', 'inf')}]"
                 raise bad(f"params.{name}", args, f"a range inside {inside}")
         params[name] = (kind, args)
-    fixed = doc.get("fixed") or {}
+    fixed = mapping("fixed", doc.get("fixed"))
     for name in fixed:
         if name not in info:
             raise bad(f"fixed.{name}", fixed[name], f"{m} takes {', '.join(sorted(info))}")
@@ -123,6 +150,8 @@ def parse_space(doc: dict, source: str, method: str | None = None) -> SearchSpac
             raise bad(f"fixed.{name}", fixed[name], "a name that is not also searched")
     METHODS.get(m)().hyper({k: v for k, v in fixed.items() if k != "cap_share"})
     warm = doc.get("warm_start") or []
+    if not isinstance(warm, list):
+        raise bad("warm_start", warm, "a list of points")
     space = SearchSpace(m, params, dict(fixed), [], source)
     dists = space.optuna()
     for i, point in enumerate(warm):
@@ -137,11 +166,13 @@ def parse_space(doc: dict, source: str, method: str | None = None) -> SearchSpac
 
 def space_path(method: str, directory: str | Path | None = None) -> Path:
     """Where a method's space is read: `directory` (--spaces-dir) if it has <method>.yaml, else the
-    repository's search_spaces/, else beside the module that registered the method (a plug-in's
+    search spaces raysweep ships (`default_dir`), else beside the module that registered the method (a plug-in's
     <module>.yaml)."""
     import inspect
 
     cls = METHODS.get(method, "method")
+    if directory is not None and not Path(directory).is_dir():
+        raise ConfigError("spaces_dir", str(directory), "an existing folder of <method>.yaml search spaces")
     tried = [Path(directory) / f"{method}.yaml"] if directory else []
     tried += [default_dir() / f"{method}.yaml", Path(inspect.getfile(cls)).with_suffix(".yaml")]
     found = next((p for p in tried if p.is_file()), None)
@@ -152,8 +183,4 @@ def space_path(method: str, directory: str | Path | None = None) -> Path:
 
 def load_space(method: str, directory: str | Path | None = None) -> SearchSpace:
     path = space_path(method, directory)
-    try:
-        doc = load_yaml(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError("search space", str(path), f"valid YAML ({e})".replace("\n", " ")) from e
-    return parse_space(doc, str(path), method)
+    return parse_space(read_yaml_file(path, "search space"), str(path), method)

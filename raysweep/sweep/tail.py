@@ -9,27 +9,16 @@ evidence after the search, as before. docs/sweep.md, docs/performance.md.
 """
 from __future__ import annotations
 
-import math
 import threading
 import time
 from pathlib import Path
 
 from ray.tune import Callback
 
-from .evidence import _objective, model_path, read_evidence, write_evidence
-from .ledger import read_records
+from ..results.layout import best_finished, read_evidence
+from .evidence import write_evidence
 
 _ENDED = ("TERMINATED", "ERROR")
-
-
-def best_finished(root: str | Path, method: str) -> str | None:
-    """The method's finished trial with the lowest objective that kept its weights (the export's
-    is_best: a tie goes to the trial evaluated in full), or None."""
-    done = {tid: _objective(r) for tid, r in read_records(Path(root) / "done").items() if r.get("method") == method}
-    ranked = sorted((o, tid) for tid, o in done.items() if math.isfinite(o))
-    if not ranked or not model_path(root, ranked[0][1]).is_file():
-        return None
-    return ranked[0][1]
 
 
 class TailEvidence(Callback):

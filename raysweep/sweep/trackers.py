@@ -201,7 +201,7 @@ def mlflow_callback(uri: str, experiment_name: str, method_of: str | Callable | 
     metrics) in the experiment `experiment_name` (the sweep's name), tagged with the trial's method. The
     experiment is created (or reused) when the Tuner starts, in the driver process (mlflow_run.py)."""
     uri = check_mlflow_uri(uri)
-    try:  # imported here: Ray's MLflow integration imports mlflow itself (2.4 s), wanted only with --mlflow
+    try:  # imported here: Ray's MLflow integration imports mlflow itself (slow), wanted only with --mlflow
         from .mlflow_run import MethodTaggedMLflow
 
         return MethodTaggedMLflow(tracking_uri=uri, experiment_name=experiment_name, tags=dict(tags or {}),

@@ -27,14 +27,12 @@ import torch
 
 from ..artifacts import Store
 from ..defaults import CHECKPOINT_EVERY, CHECKPOINT_POISONS, EVIDENCE
+from ..objective import DIVERGED, objective
 from ..registry import load_plugins
-from ..scenario import Scenario
-from ..unlearn.session import unlearn_scenario
-from .evidence import full_evaluation, keep_if_best
-from .ledger import record_final, replay_final
-from .objective import DIVERGED, objective
-
-_SCENARIOS: dict[str, Scenario] = {}
+from ..results.layout import keep_if_best
+from ..results.ledger import record_final, replay_final
+from ..runs import cached_scenario, full_evaluation, unlearn_scenario
+from ..runtime import node_id
 
 
 @dataclass
@@ -56,19 +54,6 @@ class TrialSpec:
     evidence: str = EVIDENCE        # best: full evaluation after the search, of the best trials only (evidence.py)
 
 
-def load_scenario_for_trial(spec: TrialSpec) -> Scenario:
-    scen = _SCENARIOS.get(spec.scenario_hash)
-    if scen is None:
-        device = torch.device(spec.device if spec.device != "cuda" or torch.cuda.is_available() else "cpu")
-        if spec.bundle is not None:
-            scen = Scenario.from_bundle(spec.bundle, device, spec.data_dir)
-        else:
-            scen = Scenario.load(spec.store, spec.scenario_hash, device, spec.data_dir)
-        _SCENARIOS.clear()
-        _SCENARIOS[spec.scenario_hash] = scen
-    return scen
-
-
 def unlearn_trial(config: dict, specs: dict[str, TrialSpec]) -> None:
     """Function trainable: `config` holds the method and its searched hyperparameters (and cap_share);
     `specs` the per-method settings (one object, shared by every trial through the object store)."""
@@ -85,12 +70,12 @@ def unlearn_trial(config: dict, specs: dict[str, TrialSpec]) -> None:
     torch.set_num_threads(max(1, spec.threads))
     t0 = time.perf_counter()
     attempt = round(time.time(), 3)  # tells this attempt's reports from an earlier, failed attempt's
-    scen = load_scenario_for_trial(spec)
+    scen = cached_scenario(spec)
     params = {**spec.fixed, **config}
     share = float(params.pop("cap_share", 1.0))
     budget = spec.budget * share
     cap_step = spec.budget * scen.train_compute * spec.checkpoint_every  # sample-grads per ASHA step
-    node = _node_id()
+    node = node_id()
 
     refs = {"none": scen.manifest["metrics"]["initial"], "retrain": scen.manifest["metrics"]["retrain"]}
     attack = scen.attack
@@ -140,12 +125,3 @@ def unlearn_trial(config: dict, specs: dict[str, TrialSpec]) -> None:
               "evidence": "deferred" if deferred else "trial"}
     record_final(spec.sweep_root, ctx.get_trial_id(), report)
     tune.report(report)
-
-
-def _node_id() -> str:
-    try:
-        import ray
-
-        return ray.get_runtime_context().get_node_id()
-    except Exception:  # noqa: BLE001 - outside Ray
-        return ""

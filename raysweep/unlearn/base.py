@@ -45,6 +45,9 @@ class Budget:
         self.spent += amount
 
 
+MAX_INT = 2**31 - 1  # an integer hyperparameter's ceiling (steps, layers, batch sizes)
+
+
 @dataclass
 class Hyper:
     """Hyperparameters every iterative method shares. Subclass per method to add or re-default."""
@@ -52,7 +55,8 @@ class Hyper:
     lr: float = field(default=1e-3, metadata={"help": "SGD learning rate", "min": 0.0})
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum", "min": 0.0, "max": 0.9999})
     weight_decay: float = field(default=5e-4, metadata={"help": "L2 weight decay", "min": 0.0})
-    batch_size: int = field(default=128, metadata={"help": "samples per batch (per split)", "min": 1})
+    batch_size: int = field(default=128, metadata={"help": "samples per batch (per split)", "min": 1,
+                                                   "max": 65536})
     bn: str = field(default="train", metadata={"help": "BatchNorm during unlearning", "choices": ("train", "frozen")})
 
 
@@ -138,11 +142,14 @@ class Unlearner:
             typ = f.type if isinstance(f.type, type) else {"float": float, "int": int, "str": str,
                                                            "bool": bool}.get(str(f.type), str)
             try:
-                if typ is int and (isinstance(val, bool) or float(val) != int(float(val))):
+                if typ in (int, float) and (isinstance(val, bool) or not math.isfinite(float(val))):
+                    raise ValueError  # NaN passes every `<` check, inf every `>` one: refused first
+                if typ is int and (float(val) != int(float(val)) or abs(float(val)) > MAX_INT):
                     raise ValueError
                 values[key] = typ(val) if typ is not bool else bool(val)
-            except (TypeError, ValueError):
-                raise ConfigError(f"{cls.name}.{key}", val, f"a {typ.__name__}") from None
+            except (TypeError, ValueError, OverflowError):
+                kind = {int: f"an integer of at most {MAX_INT}", float: "a finite number"}.get(typ, f"a {typ.__name__}")
+                raise ConfigError(f"{cls.name}.{key}", val, kind) from None
             meta = f.metadata
             v = values[key]
             if "choices" in meta and v not in meta["choices"]:

@@ -11,10 +11,10 @@ import torch
 
 from raysweep.attacks import ATTACKS
 from raysweep.attacks.base import Attack, PoisonedSet
-from raysweep.attacks.evidence import encode_bits, first, mean_of, paired_binary
 from raysweep.data.base import Split
 from raysweep.errors import ConfigError, check_number
 from raysweep.metrics import per_sample_losses
+from raysweep.stats.evidence import encode_bits, first, mean_of, paired_binary
 
 
 @ATTACKS.register("toy_flip")

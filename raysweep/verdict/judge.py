@@ -17,14 +17,15 @@ A method "removes the poison" only when the poison outcome is "removes" and accu
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from .. import defaults as D
 from ..attacks import ATTACKS
-from .seeds import best_rows, collect_runs
+from ..results.tables import best_rows
+from ..stats.evidence import missing
+from .pool import collect_runs
 
 DEFAULT_MARGIN = D.MARGIN  # δ: docs/verdict.md ("The equivalence margin") gives the pilot behind it
 OUTCOMES = ("fails", "removes", "inconclusive")
@@ -60,14 +61,11 @@ def holm_reject(pvalues: dict[str, float], alpha: float) -> dict[str, bool]:
     return out
 
 
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
 
-
-def _config(row: pd.Series) -> str:
-    hp = {k[3:]: row[k] for k in row.index if k.startswith("hp_") and not _missing(row[k])}
+def config_label(row: pd.Series) -> str:
+    hp = {k[3:]: row[k] for k in row.index if k.startswith("hp_") and not missing(row[k])}
     parts = [f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(hp.items())]
-    if not _missing(row.get("cap_share")):
+    if not missing(row.get("cap_share")):
         parts.append(f"cap_share={row['cap_share']:.2f}")
     return ", ".join(parts)
 
@@ -127,11 +125,11 @@ def judge(trials: pd.DataFrame, alpha: float = D.ALPHA, tolerance: float = D.TOL
         outcome = "fails" if rej_f.get(m) else "removes" if rej_r.get(m) else "inconclusive"
         need = cls.needed(ev, alpha / m_n) if outcome == "inconclusive" else None
         acc = acc_of.get(m, float("nan"))
-        kept = None if _missing(acc) else bool(acc >= floor)
-        verdict = _verdict(cls, ev, outcome, need, kept, both=bool(rej_f.get(m) and rej_r.get(m)))
+        kept = None if missing(acc) else bool(acc >= floor)
+        verdict = verdict_text(cls, ev, outcome, need, kept, both=bool(rej_f.get(m) and rej_r.get(m)))
         if bool(r.get("diverged")):
             verdict += " (diverged)"
-        rows.append(_row(shown, m, "tuned", _config(r), r, ev, outcome=outcome, n_needed=need, accuracy_kept=kept,
+        rows.append(_row(shown, m, "tuned", config_label(r), r, ev, outcome=outcome, n_needed=need, accuracy_kept=kept,
                          holm_fails=lev_f.get(m), holm_removes=lev_r.get(m), verdict=verdict, test_acc=acc))
     return Judgement(pd.DataFrame(rows, columns=verdict_columns(cls)), evidence, runs, m_n, ctx)
 
@@ -143,7 +141,8 @@ def _row(shown: list[str], method, status, config, r: pd.Series, ev, **extra) ->
             **extra}  # test_acc: the mean over the runs (the accuracy condition's); the rest: the best trial's
 
 
-def _verdict(cls, ev, outcome: str, need, kept, both: bool) -> str:
+def verdict_text(cls, ev, outcome: str, need, kept, both: bool) -> str:
+    """The verdict in words, from the poison test's outcome and the accuracy condition (`kept`)."""
     if ev.effect is None and ev.note.startswith("not judged"):
         return ev.note
     if kept is None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..report.tests_exact import mean_ci, noninferiority, norm_ppf, sign_test_greater, tost
+from .exact import mean_ci, noninferiority, norm_ppf, sign_test_greater, tost
 
 
 @dataclass
@@ -60,7 +60,8 @@ def decode_bits(text) -> np.ndarray | None:
     return np.unpackbits(np.frombuffer(bytes.fromhex(hexa), dtype=np.uint8))[: int(n)].astype(bool)
 
 
-def _missing(v) -> bool:
+def missing(v) -> bool:
+    """None or NaN: a figure that was not measured."""
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
@@ -68,7 +69,7 @@ def first(rows: pd.DataFrame, col: str):
     """The first non-missing value of a column (None when there is none)."""
     if col not in rows:
         return None
-    vals = [v for v in rows[col] if not _missing(v)]
+    vals = [v for v in rows[col] if not missing(v)]
     return vals[0] if vals else None
 
 
@@ -158,7 +159,7 @@ def paired_binary(mine: pd.DataFrame, refs: dict[str, pd.DataFrame], key: str, s
     n = int(n_fallback or 0)
     if pm is None or pr is None or n < 2:
         return Evidence(note="not judged: missing figures")
-    from ..report.tests_exact import proportion_less
+    from .exact import proportion_less
 
     eff = sign * (pm - pr)
     p_fails = proportion_less(pr, n, pm, n) if sign > 0 else proportion_less(pm, n, pr, n)

@@ -13,10 +13,11 @@ from dataclasses import replace
 
 import pandas as pd
 
-from . import defaults as D
-from .attacks import ATTACKS
-from .config import ScenarioConfig
-from .errors import check_number
+from .. import defaults as D
+from ..attacks import ATTACKS
+from ..config import ScenarioConfig
+from ..errors import check_number
+from .scenario import prepare
 
 MODELS = {"initial": "none", "retrain": "retrain"}  # manifest name -> the references' method name
 
@@ -70,7 +71,6 @@ def spread(rows: pd.DataFrame) -> pd.DataFrame:
 def prepare_seeds(cfg: ScenarioConfig, n: int, store, device, data_dir=None, log=None,
                   references: str = "auto") -> pd.DataFrame:
     """Prepare (or find) the scenario on n seeds; one row per seed and reference model."""
-    from .scenario import prepare
 
     rows = []
     for c in seed_configs(cfg, n):

@@ -11,17 +11,17 @@ there with the sweep's seed and the same N fresh seeds. The verdict pools all of
 """
 from __future__ import annotations
 
-import math
+from dataclasses import replace
 
 import pandas as pd
 
-
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
-
-
-def best_rows(trials: pd.DataFrame) -> pd.DataFrame:
-    return trials[(trials.status == "finished") & trials.is_best.astype(bool)].set_index("method")
+from ..artifacts import open_store, read_manifest
+from ..config import scenario_from_dict
+from ..prepare.scenario import Scenario, prepare, store_key
+from ..results.tables import best_rows
+from ..runs import evaluated, run_config
+from ..runtime import deterministic
+from ..stats.evidence import missing
 
 
 def collect_runs(trials: pd.DataFrame, scores: pd.DataFrame | None = None, meta: dict | None = None,
@@ -50,12 +50,12 @@ def collect_runs(trials: pd.DataFrame, scores: pd.DataFrame | None = None, meta:
         else:
             row["scores"] = trial_scores(r.method, r.trial_id if "trial_id" in r else r.method)
         for key in item_keys:
-            if _missing(row.get(key)):
+            if missing(row.get(key)):
                 row[key] = (ref_metrics.get(r.method) or {}).get(key)
         rows.append(row)
     for method, r in best_rows(trials).iterrows():
         row = {**r.to_dict(), "method": method, "scenario": scen, "tuned": True,
-               "seed": seed if _missing(r.get("seed")) else r.get("seed")}
+               "seed": seed if missing(r.get("seed")) else r.get("seed")}
         row["scores"] = trial_scores(method, r.get("trial_id"))
         rows.append(row)
     out = pd.DataFrame(rows)
@@ -72,13 +72,6 @@ def rerun_best(meta: dict, trials: pd.DataFrame, n_seeds: int, n_scenarios: int,
     """Re-run each method's best configuration: n_seeds fresh unlearning seeds on the sweep's
     scenario; on each of n_scenarios fresh scenarios, the sweep's seed and the same fresh seeds,
     next to that scenario's θ_initial and θ_retrain."""
-    from dataclasses import replace
-
-    from ..artifacts import open_store, read_manifest
-    from ..config import scenario_from_dict
-    from ..runtime import deterministic
-    from ..scenario import Scenario, prepare, store_key
-
     deterministic(device)  # every re-run alike (`prepare` sets it too, when it builds a fresh scenario)
     store = open_store(meta["store"])
     base = scenario_from_dict(read_manifest(store.open_dir(store_key(meta["scenario"])))["config"])
@@ -98,43 +91,11 @@ def rerun_best(meta: dict, trials: pd.DataFrame, n_seeds: int, n_scenarios: int,
         tag = {"scenario": scen.hash, "scenario_seed": cfg.seed, "tuned": tuned}
         if not tuned:
             for ref, which in (("none", "initial"), ("retrain", "retrain")):
-                rows.append({**tag, "seed": None, "method": ref, **_evaluated(scen, scen.new_model(which))})
+                rows.append({**tag, "seed": None, "method": ref, **evaluated(scen, scen.new_model(which))})
         for m in best.index:
             for s in useeds:
-                rows.append({**tag, "seed": s, "method": m, **_rerun(scen, best.loc[m], m, meta, s, log)})
+                rows.append({**tag, "seed": s, "method": m, **run_config(scen, best.loc[m], m, meta, s, log)})
     return pd.DataFrame(rows)
-
-
-def best_hparams(r: pd.Series) -> dict:
-    """A trial row's hyperparameters (the hp_ columns) as plain values."""
-    return {k[3:]: (v.item() if hasattr(v, "item") else v) for k, v in r.items()
-            if k.startswith("hp_") and not _missing(v)}
-
-
-def _rerun(scen, r: pd.Series, method: str, meta: dict, seed: int, log, budget: float | None = None,
-           keep_model: bool = False) -> dict:
-    """One run of the configuration in row `r`; budget: the sweep's cap x the row's cap_share unless
-    given (the budget curve, raysweep/curve/, passes its own); keep_model: the unlearned model too,
-    under "model" (raysweep/explain/ measures it)."""
-    from ..unlearn.session import unlearn_scenario
-
-    # the method's own Hyper validates and converts (3.0 -> 3 for integer fields)
-    hp = best_hparams(r)
-    if budget is None:
-        share = r.get("cap_share")
-        budget = float(meta["config"]["budget"]) * (1.0 if _missing(share) else float(share))
-    log(f"[report] {method}: seed {seed} on scenario {scen.hash}")
-    every = (meta.get("config") or {}).get("checkpoint_every")  # a diverged run restores what its trial did
-    res = unlearn_scenario(scen, method, budget, hp, seed, **({"checkpoint_every": every} if every else {}))
-    return {**_evaluated(scen, res.model), "budget_spent": res.budget_spent, "diverged": res.diverged,
-            "unlearn_wall_s": res.wall_s, **({"model": res.model} if keep_model else {})}
-
-
-def _evaluated(scen, model) -> dict:
-    out, scores = scen.scored(model)
-    if scores:
-        out["scores"] = scen.holdout_scores(scores)["scores"]
-    return out
 
 
 def spread_table(runs: pd.DataFrame, evidence: dict, header: str) -> pd.DataFrame:
@@ -156,6 +117,6 @@ def spread_table(runs: pd.DataFrame, evidence: dict, header: str) -> pd.DataFram
 
 
 def _ci(ev) -> str:
-    if ev.lo is None or ev.hi is None or _missing(ev.lo) or _missing(ev.hi):
+    if ev.lo is None or ev.hi is None or missing(ev.lo) or missing(ev.hi):
         return "–"
     return f"[{ev.lo:+.3f}, {ev.hi:+.3f}]"

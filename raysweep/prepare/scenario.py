@@ -18,17 +18,18 @@ from types import SimpleNamespace
 
 import torch
 
-from . import __version__
-from .artifacts import Store, load_tensors, open_store, read_manifest, save_tensors, verify, write_manifest
-from .attacks import Attack, BuildEnv, PoisonedSet, make_attack
-from .config import ScenarioConfig, scenario_from_dict, to_dict
-from .data import Dataset, load_dataset
-from .defaults import PARALLEL_MIN_SAMPLE_GRADS, REFERENCES, check_references
-from .errors import ArtifactError, ConfigError
-from .metrics import evaluate, gus_summary, loss_mia, per_sample_losses
-from .metrics.gus import gus_score_sets
-from .models import build_model
-from .registry import loaded_plugins
+from ..artifacts import Store, load_tensors, open_store, read_manifest, save_tensors, verify, write_manifest
+from ..attacks import Attack, BuildEnv, PoisonedSet, make_attack
+from ..config import ScenarioConfig, scenario_from_dict, to_dict
+from ..data import Dataset, load_dataset
+from ..defaults import PARALLEL_MIN_SAMPLE_GRADS, REFERENCES, check_references
+from ..errors import ArtifactError, ConfigError
+from ..metrics import evaluate, gus_summary, loss_mia, per_sample_losses
+from ..metrics.gus import gus_score_sets
+from ..models import build_model
+from ..registry import load_plugins, loaded_plugins
+from ..runtime import deterministic
+from ..version import __version__
 from .train import TrainResult, train
 
 FILES = ("initial.safetensors", "retrain.safetensors", "poison.safetensors")
@@ -223,8 +224,6 @@ def _train_reference(job: dict, say=None) -> tuple[dict, TrainResult]:
     """θ_initial or θ_retrain: (its weights on the CPU, TrainResult). With job["threads"] set it runs in a
     process of its own (prepare's parallel path): plug-ins, threads and determinism are set up here."""
     if job["threads"] is not None:
-        from .registry import load_plugins
-        from .runtime import deterministic
 
         load_plugins(job["plugins"])
         torch.set_num_threads(job["threads"])
@@ -252,9 +251,8 @@ def prepare(cfg: ScenarioConfig, store: Store | str, device: torch.device | str 
         say(f"scenario {cfg.hash()} already prepared in {store.open_dir(key)}: nothing to train")
         return manifest, False
     device = torch.device(device)
-    from .runtime import deterministic
 
-    deterministic(device)  # here, not in every command: a sweep's driver trains only when it prepares (3 s import)
+    deterministic(device)  # here, not in every command: a sweep's driver trains only when it prepares (a slow import)
     t0 = time.perf_counter()
     data = scenario_data(cfg, data_dir)
     attack = make_attack(cfg.attack, cfg.attack_params)

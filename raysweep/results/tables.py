@@ -32,10 +32,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .artifacts import atomic_write_table, atomic_write_text, read_json_lines
-from .errors import RaysweepError
-from .sweep.evidence import merged, read_evidence
-from .sweep.ledger import read_ledger, replay_final
+from ..artifacts import atomic_write_table, atomic_write_text, read_json, read_json_lines
+from ..attacks import ATTACKS
+from ..errors import ConfigError, RaysweepError
+from .layout import merged, read_evidence, read_sweep_meta
+from .ledger import read_ledger, replay_final
 
 # keys of a report that are bookkeeping (Ray's own, or the trainable's), not figures of the model
 NOT_FIGURES = {"trial_id", "timestamp", "checkpoint_dir_name", "done", "training_iteration", "date",
@@ -52,19 +53,6 @@ def figures_of(report: dict, history: bool = False) -> dict:
     return {k: v for k, v in report.items() if keep(k, v) and (history or k != "time_total_s")}
 
 
-def read_sweep_meta(sweep: str | Path) -> dict:
-    """sweep.json, with the plug-ins the sweep ran with loaded again (a plug-in attack's or method's
-    registry entry is needed to export, report or re-run it)."""
-    from .registry import load_plugins
-
-    p = Path(sweep) / "sweep.json"
-    if not p.is_file():
-        raise RaysweepError(f"{sweep} is not a sweep directory (no sweep.json)")
-    meta = json.loads(p.read_text())
-    load_plugins(meta.get("plugins") or "")
-    return meta
-
-
 def trial_dirs(sweep: Path, meta: dict):
     """(method, trial folder) of every trial of the sweep's one experiment (each params.json names
     its method)."""
@@ -72,7 +60,8 @@ def trial_dirs(sweep: Path, meta: dict):
     for tdir in sorted(p for p in exp.iterdir() if p.is_dir()) if exp.is_dir() else []:
         f = tdir / "params.json"
         if f.is_file():
-            yield json.loads(f.read_text()).get("method"), tdir
+            params = read_json(f, f"remove the trial folder {tdir} to export the sweep without that trial")
+            yield params.get("method"), tdir
 
 
 def last_attempt(rows: list[dict]) -> tuple[list[dict], int]:
@@ -122,7 +111,7 @@ def _trial_sources(sweep: Path, meta: dict, ledger: dict):
     the resumed experiment never knew them)."""
     seen = set()
     for method, tdir in trial_dirs(sweep, meta):
-        params = json.loads((tdir / "params.json").read_text())
+        params = read_json(tdir / "params.json", f"remove the trial folder {tdir}")
         params.pop("method", None)
         results, n_attempts = last_attempt(read_json_lines(tdir / "result.json"))
         trial_id = results[-1]["trial_id"] if results else tdir.name  # no report: the folder names it
@@ -139,7 +128,6 @@ def _trial_sources(sweep: Path, meta: dict, ledger: dict):
 
 def _reference_effect(meta: dict, ref: str, m: dict) -> float | None:
     """θ_initial's / θ_retrain's poison effect, as the sweep's attack defines it."""
-    from .attacks import ATTACKS
 
     refs = meta["references"]
     attack = ATTACKS.get(meta["attack"], "attack")
@@ -210,10 +198,26 @@ def load_tables(sweep: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
     return df, hist, pd.DataFrame(scores, columns=SCORE_COLUMNS)
 
 
+def best_rows(trials: pd.DataFrame) -> pd.DataFrame:
+    """Each method's best trial (the export's is_best, layout.py's rule), indexed by method."""
+    return trials[(trials.status == "finished") & trials.is_best.astype(bool)].set_index("method")
+
+
+def read_tables(path: str | Path):
+    """(meta, trials, history, scores) from exported tables if present, else from the sweep dir."""
+    path = Path(path)
+    if not (path / "sweep.json").is_file():
+        raise RaysweepError(f"{path} holds no sweep.json: pass a sweep directory or an export folder")
+    meta = read_sweep_meta(path)  # the sweep's plug-ins loaded too
+    for ext, reader in (("parquet", pd.read_parquet), ("csv", pd.read_csv)):
+        if (path / f"trials.{ext}").is_file():
+            return meta, *(reader(path / f"{n}.{ext}") for n in ("trials", "history", "scores"))
+    return meta, *load_tables(path)
+
+
 def export(sweep: str | Path, fmt: str = "parquet", out: str | Path | None = None) -> list[Path]:
     """Write trials.<fmt> and history.<fmt> (atomically) to `out` (default: the sweep directory)."""
     if fmt not in ("parquet", "csv"):
-        from .errors import ConfigError
 
         raise ConfigError("format", fmt, "parquet or csv")
     trials, hist, scores = load_tables(sweep)

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import TrainConfig
-from .data.base import Split
-from .eta import PROGRESS_EVERY_S, eta_line
+from ..config import TrainConfig
+from ..data.base import Split
+from ..eta import PROGRESS_EVERY_S, eta_line
 
 
 @dataclass

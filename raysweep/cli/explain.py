@@ -1,10 +1,16 @@
-"""The `explain` subcommand: options, their checks (before any compute) and the handler."""
+"""`raysweep explain`: why unlearning fails, H1 (model shift) and H2 (orthogonal subspace) measured.
+
+    raysweep explain SWEEP [--draws 3] [--m 32] [--batch-size 128] [--alphas 0,0.1,...,1] [--out DIR]
+
+Options are checked before any compute; the measuring is raysweep/explain/.
+"""
 from __future__ import annotations
 
-import argparse
 import math
 
 from ..errors import ConfigError, check_number
+from ..explain.run import explain_sweep, summary
+from .common import add_sweep_arg, setup_device, sweep_path
 
 ALPHAS_HELP = "comma-separated numbers in [0, 1], at least two, e.g. 0,0.25,0.5,0.75,1"
 
@@ -20,11 +26,9 @@ def parse_alphas(text: str) -> list[float]:
     return sorted(set(vals))
 
 
-def add_parser(sub) -> argparse.ArgumentParser:
-    from ..cli import DEFAULT_STORE
-
+def add_parser(sub) -> None:
     p = sub.add_parser("explain", help="why unlearning fails: H1 (model shift) and H2 (orthogonal subspace) measured")
-    p.add_argument("sweep", help="a sweep directory, an export folder, or a sweep name under --storage-path")
+    add_sweep_arg(p, "a sweep directory, an export folder, or a sweep name under --storage-path")
     p.add_argument("--draws", type=int, default=3,
                    help="θ_random draws: retrained without k random clean samples (cached, default 3)")
     p.add_argument("--m", type=int, default=32, help="per-batch gradients spanning each subspace (default 32)")
@@ -34,23 +38,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default SWEEP/explain, where `raysweep report` looks)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
-    p.add_argument("--store", default=DEFAULT_STORE,
-                   help="store holding the scenario when the sweep's own store is gone (default $RAYSWEEP_STORE)")
-    p.add_argument("--storage-path", default=None, help="sweeps root for a sweep given by name (default STORE/sweeps)")
-    p.set_defaults(func=cmd_explain)
-    return p
+    p.set_defaults(func=run)
 
 
-def cmd_explain(args) -> int:
-    from ..cli import _setup, _sweep_path
-    from .run import explain_sweep, summary
+def run(args) -> int:
 
     check_number("draws", args.draws, lo=1, hi=100, integer=True, what="θ_random retrainings, each cached")
     check_number("m", args.m, lo=1, hi=4096, integer=True, what="per-batch gradients spanning each subspace")
     check_number("batch_size", args.batch_size, lo=1, integer=True)
     alphas = parse_alphas(args.alphas)
-    sweep = _sweep_path(args)
-    device = _setup(args)
+    sweep = sweep_path(args)
+    device = setup_device(args)
     result = explain_sweep(sweep, args.out, args.draws, args.m, args.batch_size, alphas, device, args.store)
     print(summary(result))
     print(result["out"])

@@ -1,0 +1,4 @@
+"""`python -m raysweep.cli`."""
+from . import run
+
+run()

@@ -1,0 +1,49 @@
+"""`raysweep demo`: the main job on the bundled data: prepare, sweep every method, report, print the verdict.
+
+    raysweep demo [--trials 3] [--budget 0.1]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from .. import defaults
+from ..report.build import build_report
+from ..sweep.setup import SweepConfig
+from . import sweep
+from .common import add_common
+
+VERDICT_COLUMNS = ["method", "effect", "p_fails", "p_removes", "test_acc", "budget_spent", "outcome", "verdict"]
+
+
+def add_parser(sub) -> None:
+    D = SweepConfig(methods=[])
+    p = sub.add_parser("demo", help="the main job on the bundled data: prepare, sweep every method, report")
+    add_common(p)
+    p.add_argument("--trials", type=int, default=defaults.DEMO_TRIALS,
+                   help=f"trials per method (default {defaults.DEMO_TRIALS}: the paper's grid points first, then TPE)")
+    p.add_argument("--budget", type=float, default=D.budget, help=f"budget cap (default {D.budget})")
+    p.add_argument("--scenario", default="default", help=argparse.SUPPRESS)
+    p.set_defaults(func=run, writes_store=True)
+
+
+def run(args) -> int:
+    t0 = time.perf_counter()
+    sub = argparse.ArgumentParser(prog="raysweep").add_subparsers()
+    sweep.add_parser(sub)
+    sweep_args = sub.choices["sweep"].parse_args(
+        ["--scenario", args.scenario, "--methods", "all", "--trials", str(args.trials), "--budget",
+         str(args.budget), "--store", args.store, "--device", args.device,
+         *(["--threads", str(args.threads)] if args.threads else [])])
+    code = sweep.run(sweep_args)
+    if code != 0:
+        return code
+    report = build_report(sweep_args.sweep_root)
+    v = pd.read_csv(Path(report).parent / "verdict.csv")
+    print()
+    print(v[VERDICT_COLUMNS].to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+    print(f"\ndemo finished in {time.perf_counter() - t0:.0f}s; report: {report}")
+    return 0

@@ -1,0 +1,40 @@
+"""`raysweep report`: verdict table, figures, Markdown + HTML, from a sweep's tables.
+
+    raysweep report SWEEP [--out DIR] [--seeds N] [--scenario-seeds M] [--margin DELTA] [--alpha A]
+"""
+from __future__ import annotations
+
+from .. import defaults
+from ..errors import check_number
+from ..report.build import build_report
+from .common import add_sweep_arg, sweep_path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("report", help="verdict table, figures, Markdown + HTML, from a sweep's tables")
+    add_sweep_arg(p, "a sweep directory, an export folder, or a sweep name under --storage-path")
+    p.add_argument("--out", default=None, help="output folder (default: SWEEP/report)")
+    p.add_argument("--seeds", type=int, default=0,
+                   help="re-run each best configuration on N fresh unlearning seeds; the verdict pools them")
+    p.add_argument("--scenario-seeds", type=int, default=0,
+                   help="also on M fresh scenario seeds (new poisons, θ_initial, θ_retrain: prepared once, cached)")
+    p.add_argument("--margin", type=float, default=None,
+                   help=f"equivalence margin of 'removes', a share of θ_initial's effect (default {defaults.MARGIN}; "
+                        "docs/verdict.md)")
+    p.add_argument("--alpha", type=float, default=defaults.ALPHA,
+                   help=f"family-wise level of the poison test (default {defaults.ALPHA})")
+    p.add_argument("--tolerance", type=float, default=None, help="accuracy tolerance vs retrain (default: sweep's)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    defaults.check_alpha(args.alpha)
+    check_number("seeds", args.seeds, lo=0, hi=defaults.MAX_SEEDS, integer=True)
+    check_number("scenario_seeds", args.scenario_seeds, lo=0, hi=defaults.MAX_SEEDS, integer=True)
+    margin = defaults.check_margin(defaults.MARGIN if args.margin is None else args.margin)
+    if args.tolerance is not None:
+        defaults.check_tolerance(args.tolerance)
+    path = build_report(sweep_path(args), args.out, args.alpha, args.tolerance, args.seeds, margin=margin,
+                        scenario_seeds=args.scenario_seeds)
+    print(path)
+    return 0
