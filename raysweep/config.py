@@ -18,6 +18,7 @@ import yaml
 from .attacks import ATTACKS, make_attack
 from .data import DATASETS
 from .data.base import no_params
+from .defaults import MAX_BATCH, MAX_EPOCHS, MAX_SEED
 from .errors import ConfigError, RaysweepError, check_number
 from .models import MODELS, check_model_params
 
@@ -84,8 +85,8 @@ class TrainConfig:
     optimizer: str = "sgd"           # sgd (momentum, nesterov, weight_decay as L2) or adamw (decoupled decay)
 
     def check(self) -> "TrainConfig":
-        for name in ("epochs", "batch_size"):
-            check_number(f"train.{name}", getattr(self, name), lo=1, integer=True)
+        check_number("train.epochs", self.epochs, lo=1, hi=MAX_EPOCHS, integer=True)
+        check_number("train.batch_size", self.batch_size, lo=1, hi=MAX_BATCH, integer=True)
         check_number("train.lr", self.lr, lo=0, lo_open=True)
         check_number("train.momentum", self.momentum, lo=0, hi=1, hi_open=True)
         for name in ("weight_decay", "warmup_epochs"):
@@ -134,10 +135,11 @@ class ScenarioConfig:
                 sorted(n for n in ATTACKS.names() if kind in ATTACKS.get(n).data_kinds)))
         make_attack(self.attack, self.attack_params)
         self.train.check()
-        check_number("seed", self.seed, lo=0, integer=True)
+        check_number("seed", self.seed, lo=0, hi=MAX_SEED, integer=True, what="a non-negative 32-bit seed")
         check_number("val_size", self.val_size, lo=1, integer=True,
                      what="rows of the test split held out for validation; checked against the split on load")
-        check_number("train_size", self.train_size, lo=0, integer=True, what="0: the whole training set")
+        check_number("train_size", self.train_size, lo=0, integer=True, what="0: the whole training set; checked "
+                     "against the data on load")
         if self.score not in ("identity", "flip"):
             raise ConfigError("score", self.score, "identity or flip")
         if self.victim not in VICTIMS:

@@ -21,6 +21,9 @@ REFERENCES = "auto"      # prepare: train θ_initial and θ_retrain at once (par
 PARALLEL_MIN_SAMPLE_GRADS = 50_000  # auto: parallel on a CPU with >= 2 threads from this much training per model
 CURVE_BUDGETS = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0)  # `raysweep curve`: up to retraining's compute
 MAX_SEED = 2**31 - 1     # seeds are non-negative 32-bit integers (numpy, torch and Optuna all accept them)
+MAX_EPOCHS = 10_000       # train.epochs: a bound that catches a typo, far above any recipe here
+MAX_BATCH = 65_536        # train.batch_size and an unlearner's batch_size
+MAX_TRIALS = 100_000     # trials per method, trials at once: a bound that catches a typo
 MAX_SEEDS = 1000         # `--seeds N` / `--scenario-seeds M`: each is a full run (or a prepared scenario)
 
 # Ray, wherever raysweep starts or joins it: no usage stats, no token auth on a private loopback instance

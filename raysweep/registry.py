@@ -90,7 +90,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str, field: str | None = None) -> T:
         self._discover()
-        if name not in self._items:
+        if not isinstance(name, str) or name not in self._items:
             raise ConfigError(field or self.kind, name, f"choose one of {', '.join(sorted(self._items))}")
         return self._items[name]
 

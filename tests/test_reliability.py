@@ -342,3 +342,39 @@ def test_quick_exit_runs_the_exit_handlers_flushes_and_keeps_the_code(tmp_path):
     assert out.returncode == 3, out.stderr[-2000:]
     assert out.stdout == "no newline, not flushed"
     assert (tmp_path / "ran").read_text() == "yes"
+
+
+def test_errors_cross_process_borders_as_themselves():
+    """An error raised in a reference-training process or a Ray task reaches the command as itself."""
+    import pickle
+
+    from raysweep.errors import PluginError
+
+    for err in (ConfigError("model_params.width", 0, "an integer in [1, 1024]"), ArtifactError("x is damaged"),
+                PluginError("plug-in p failed")):
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is type(err) and str(back) == str(err)
+
+
+def test_a_plugin_that_exits_is_one_line_naming_it(tmp_path, capsys):
+    plugin = tmp_path / "exits.py"
+    plugin.write_text("import sys\nsys.exit(3)\n")
+    env_before = os.environ.get("RAYSWEEP_PLUGINS")
+    os.environ["RAYSWEEP_PLUGINS"] = str(plugin)
+    try:
+        code = main(["prepare", "--store", str(tmp_path / "store")])
+    finally:
+        os.environ.pop("RAYSWEEP_PLUGINS") if env_before is None else os.environ.update(RAYSWEEP_PLUGINS=env_before)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "exits.py" in err[0] and "sys.exit(3)" in err[0], err
+
+
+def test_a_sweep_naming_a_missing_plugin_blames_its_sweep_json(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(REPO / "tests" / "fixtures" / "sweep_v0_1_layout", sweep)
+    meta = json.loads((sweep / "sweep.json").read_text())
+    meta["plugins"] = str(tmp_path / "gone.py")
+    (sweep / "sweep.json").write_text(json.dumps(meta))
+    assert main(["export", str(sweep)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sweep.json" in err[0] and "gone.py" in err[0] and "RAYSWEEP_PLUGINS" not in err[0], err

@@ -12,7 +12,7 @@ from ..curve import run_curve
 from ..curve.run import make_plan, parse_budgets
 from ..errors import ConfigError, check_number
 from ..results.tables import read_tables
-from ..sweep.setup import SweepConfig
+from ..sweep.setup import SweepConfig, check_address
 from .common import add_sweep_arg, sweep_path
 
 DEFAULT_BUDGETS = ",".join(f"{b:g}" for b in D.CURVE_BUDGETS)
@@ -42,7 +42,8 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     """Validate everything (one-line errors, exit 2) before Ray starts or anything runs."""
     budgets = parse_budgets(args.budgets)
-    check_number("seeds", args.seeds, lo=1, integer=True, what="fresh unlearning seeds per method and budget")
+    check_number("seeds", args.seeds, lo=1, hi=D.MAX_SEEDS, integer=True,
+                 what="fresh unlearning seeds per method and budget")
     D.check_margin(args.margin)
     D.check_alpha(args.alpha)
     if args.tolerance is not None:
@@ -51,9 +52,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("device", args.device, "auto, cuda or cpu")
     sweep = sweep_path(args)
     meta, trials, _, _ = read_tables(sweep)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    methods = None
+    if args.methods is not None:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        if not methods:
+            raise ConfigError("methods", args.methods, "comma-separated methods of the sweep (or leave it out: all)")
     plan = make_plan(sweep, meta, trials, budgets, args.seeds, methods)
     address, cfg = resources_of(meta, args)
+    check_address(address)  # an unreachable or malformed address: one line, before Ray starts
     return run_curve(plan, trials, address, cfg, args.alpha, args.tolerance, args.margin)
 
 

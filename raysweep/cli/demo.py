@@ -11,10 +11,11 @@ from pathlib import Path
 import pandas as pd
 
 from .. import defaults
+from ..errors import check_number
 from ..report.build import build_report
 from ..sweep.setup import SweepConfig
 from . import sweep
-from .common import add_common
+from .common import Parser, add_common
 
 VERDICT_COLUMNS = ["method", "effect", "p_fails", "p_removes", "test_acc", "budget_spent", "outcome", "verdict"]
 
@@ -32,12 +33,13 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     t0 = time.perf_counter()
-    sub = argparse.ArgumentParser(prog="raysweep").add_subparsers()
+    defaults.check_budget(args.budget)  # the sweep checks them again; here they are the demo's own options
+    check_number("trials", args.trials, lo=1, hi=defaults.MAX_TRIALS, integer=True)
+    sub = Parser(prog="raysweep").add_subparsers()
     sweep.add_parser(sub)
     sweep_args = sub.choices["sweep"].parse_args(
-        ["--scenario", args.scenario, "--methods", "all", "--trials", str(args.trials), "--budget",
-         str(args.budget), "--store", args.store, "--device", args.device,
-         *(["--threads", str(args.threads)] if args.threads else [])])
+        [f"--scenario={args.scenario}", "--methods=all", f"--trials={args.trials}", f"--budget={args.budget}",
+         f"--store={args.store}", f"--device={args.device}", *([f"--threads={args.threads}"] if args.threads else [])])
     code = sweep.run(sweep_args)
     if code != 0:
         return code

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from ..defaults import MAX_BATCH
 from ..errors import ConfigError, check_number
 from ..explain.run import explain_sweep, summary
 from .common import add_sweep_arg, setup_device, sweep_path
@@ -45,7 +46,7 @@ def run(args) -> int:
 
     check_number("draws", args.draws, lo=1, hi=100, integer=True, what="θ_random retrainings, each cached")
     check_number("m", args.m, lo=1, hi=4096, integer=True, what="per-batch gradients spanning each subspace")
-    check_number("batch_size", args.batch_size, lo=1, integer=True)
+    check_number("batch_size", args.batch_size, lo=1, hi=MAX_BATCH, integer=True)
     alphas = parse_alphas(args.alphas)
     sweep = sweep_path(args)
     device = setup_device(args)

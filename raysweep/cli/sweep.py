@@ -78,14 +78,15 @@ def run(args) -> int:
     name = args.name if args.name is not None else \
         f"{cfg.name or 'scenario'}-{cfg.hash()[:8]}-{time.strftime('%Y%m%d-%H%M%S')}"
     store = open_store(args.store)
+    optuna_storage = None if args.optuna_storage is None else check_optuna_storage(args.optuna_storage)
     sweep_cfg = SweepConfig(methods=methods, trials=args.trials, budget=args.budget, name=name,
                             storage_path=args.storage_path or str(store.root / "sweeps"), address=args.address,
                             cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                             max_concurrent=args.max_concurrent, multi_objective=args.multi_objective,
                             tolerance=args.tolerance, seed=args.seed, checkpoint_every=args.checkpoint_every,
                             spaces_dir=args.spaces_dir, device=args.device, evidence=args.evidence,
-                            optuna_storage=check_optuna_storage(args.optuna_storage) if args.optuna_storage else None,
-                            mlflow=check_mlflow_uri(args.mlflow) if args.mlflow else None).check()
+                            optuna_storage=optuna_storage,
+                            mlflow=None if args.mlflow is None else check_mlflow_uri(args.mlflow)).check()
     for m in methods:
         load_space(m, args.spaces_dir)  # bad YAML fails here, before Ray or training starts
     device = setup_device(args, trains=False)

@@ -1,4 +1,7 @@
-"""Model registry. A factory: (num_classes: int, input_shape: tuple, **params) -> Classifier."""
+"""Model registry. A factory: (num_classes: int, input_shape: tuple, **params) -> Classifier; registered
+with its data `kind` (image, text) and, optionally, `check_params` (its values checked up front)."""
+import inspect
+
 import torch
 
 from ..errors import ConfigError
@@ -9,18 +12,20 @@ MODELS: Registry = Registry("model", __name__)  # every module here that registe
 
 
 def check_model_params(name: str, params: dict) -> None:
-    """Refuse a model parameter the factory does not take, naming it and those it does (before any data or
-    training); values are checked when the model is first built."""
-    import inspect
-
+    """Refuse a model parameter the factory does not take, naming it and those it does, and a value its
+    registered `check_params` refuses (before any data or training; a model without one has its values
+    checked when it is first built)."""
     factory = MODELS.get(name, "model")
     sig = inspect.signature(factory)
-    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-        return
-    takes = sorted(n for n in sig.parameters if n not in ("num_classes", "input_shape"))
-    for key in params:
-        if key not in takes:
-            raise ConfigError(f"model_params.{key}", params[key], f"{name} takes {', '.join(takes) or 'no parameters'}")
+    if not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        takes = sorted(n for n in sig.parameters if n not in ("num_classes", "input_shape"))
+        for key in params:
+            if key not in takes:
+                raise ConfigError(f"model_params.{key}", params[key],
+                                  f"{name} takes {', '.join(takes) or 'no parameters'}")
+    check = getattr(factory, "check_params", None)
+    if check is not None:
+        check(params)
 
 
 def build_model(name: str, num_classes: int, input_shape: tuple, seed: int, **params) -> Classifier:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import ConfigError, RaysweepError
+from ..errors import ConfigError, RaysweepError, check_number
 from . import MODELS
 from .base import Classifier
 
@@ -89,16 +89,27 @@ def _dropout_overrides(dropout: float) -> dict:
     return {k: float(dropout) for k in DROPOUT_FIELDS}
 
 
-@MODELS.register("gpt2-tiny", kind="text")
+TINY_LIMITS = {"width": 4096, "layers": 96, "heads": 128, "vocab_size": 1_000_000}
+
+
+def check_tiny(params: dict) -> None:
+    """gpt2-tiny's model_params, checked before any data is read or anything trains."""
+    for name, hi in TINY_LIMITS.items():
+        if name in params:
+            check_number(f"model_params.{name}", params[name], lo=1, hi=hi, integer=True)
+    if "dropout" in params:
+        check_number("model_params.dropout", params["dropout"], lo=0, hi=1, hi_open=True)
+    width, heads = params.get("width", 64), params.get("heads", 2)
+    if width % heads:
+        raise ConfigError("model_params.heads", heads, f"a divisor of width={width}")
+
+
+@MODELS.register("gpt2-tiny", kind="text", check_params=check_tiny)
 def gpt2_tiny(num_classes: int, input_shape: tuple, width: int = 64, layers: int = 2, heads: int = 2,
               vocab_size: int = 50257, dropout: float = 0.0) -> HFClassifier:
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
-    for name, v in (("width", width), ("layers", layers), ("heads", heads), ("vocab_size", vocab_size)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ConfigError(f"model_params.{name}", v, "a positive integer")
-    if width % heads:
-        raise ConfigError("model_params.heads", heads, f"a divisor of width={width}")
+    check_tiny({"width": width, "layers": layers, "heads": heads, "vocab_size": vocab_size, "dropout": dropout})
     over = {k: v for k, v in _dropout_overrides(dropout).items() if k in ("resid_pdrop", "embd_pdrop", "attn_pdrop",
                                                                           "summary_first_dropout")}
     cfg = GPT2Config(vocab_size=vocab_size, n_positions=int(input_shape[0]), n_embd=width, n_layer=layers,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import check_number
 from . import MODELS
 from .base import Classifier
 
@@ -95,17 +95,24 @@ class ResNet18(Classifier):
         return [self.stem, *self.blocks, self.fc]
 
 
-def _check_width(width) -> int:
-    if not isinstance(width, int) or width < 1:
-        raise ConfigError("model_params.width", width, "a positive integer")
-    return width
+MAX_WIDTH = 1024  # channels of the first stage; wider is no CPU or single-GPU model
 
 
-@MODELS.register("resnet9", kind="image")
+def check_params(params: dict) -> None:
+    """The ResNets' model_params, checked before any data is read or anything trains."""
+    if "width" in params:
+        check_width(params["width"])
+
+
+def check_width(width) -> int:
+    return check_number("model_params.width", width, lo=1, hi=MAX_WIDTH, integer=True, what="channels")
+
+
+@MODELS.register("resnet9", kind="image", check_params=check_params)
 def resnet9(num_classes: int, input_shape: tuple, width: int = 12) -> Classifier:
-    return ResNet9(num_classes, input_shape, _check_width(width))
+    return ResNet9(num_classes, input_shape, check_width(width))
 
 
-@MODELS.register("resnet18", kind="image")
+@MODELS.register("resnet18", kind="image", check_params=check_params)
 def resnet18(num_classes: int, input_shape: tuple, width: int = 64) -> Classifier:
-    return ResNet18(num_classes, input_shape, _check_width(width))
+    return ResNet18(num_classes, input_shape, check_width(width))

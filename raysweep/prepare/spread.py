@@ -23,7 +23,7 @@ MODELS = {"initial": "none", "retrain": "retrain"}  # manifest name -> the refer
 
 
 def seed_configs(cfg: ScenarioConfig, n: int) -> list[ScenarioConfig]:
-    check_number("seeds", n, lo=1, integer=True, what="scenario seeds to prepare")
+    check_number("seeds", n, lo=1, hi=D.MAX_SEEDS, integer=True, what="scenario seeds to prepare, each a full build")
     return [replace(cfg, seed=cfg.seed + i) for i in range(n)]
 
 

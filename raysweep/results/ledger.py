@@ -76,6 +76,10 @@ def replay_final(sweep_root: str | None, trial_id: str) -> dict | None:
     if p is None or not p.is_file():
         return None
     try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError:
-        return None
+        record = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None  # cut by a kill: the trial runs again
+    if not isinstance(record, dict):
+        raise ArtifactError(f"{p} is damaged (a JSON {type(record).__name__}, not a report): remove it; the trial "
+                            "then runs again on --resume")
+    return record

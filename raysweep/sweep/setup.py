@@ -51,14 +51,15 @@ class SweepConfig:
             METHODS.get(m, "methods")
         if len(set(self.methods)) != len(self.methods):
             raise ConfigError("methods", ",".join(self.methods), "each method once")
-        check_number("trials", self.trials, lo=1, integer=True)
+        check_number("trials", self.trials, lo=1, hi=D.MAX_TRIALS, integer=True)
         D.check_budget(self.budget)
         check_number("cpus_per_trial", self.cpus_per_trial, lo=0, lo_open=True)
         if self.gpus_per_trial is not None:
             check_number("gpus_per_trial", self.gpus_per_trial, lo=0)
             if self.device == "cpu" and self.gpus_per_trial > 0:
                 raise ConfigError("gpus_per_trial", self.gpus_per_trial, "0 with --device cpu")
-        check_number("max_concurrent", self.max_concurrent, lo=0, integer=True, what="0: as many as resources allow")
+        check_number("max_concurrent", self.max_concurrent, lo=0, hi=D.MAX_TRIALS, integer=True,
+                     what="0: as many as resources allow")
         check_number("max_failures", self.max_failures, lo=0, integer=True)
         D.check_checkpoint_every(self.checkpoint_every)
         D.check_tolerance(self.tolerance)

@@ -69,7 +69,11 @@ def check_optuna_storage(url: str) -> str:
         if not url.startswith("sqlite:///"):
             raise ConfigError("optuna_storage", url, "sqlite:///PATH (three slashes, four for an absolute path)")
         query = "?" + url.split("?", 1)[1] if "?" in url else ""
-        return f"sqlite:///{_local_path(url, 'sqlite:///', 'optuna_storage', OPTUNA_ALLOWED)}{query}"
+        path = _local_path(url, 'sqlite:///', 'optuna_storage', OPTUNA_ALLOWED)
+        if path.is_file() and path.stat().st_size and path.read_bytes()[:16] != b"SQLite format 3\x00":
+            raise ConfigError("optuna_storage", url, f"a SQLite database file or a new path ({path} is another kind "
+                              "of file)")
+        return f"sqlite:///{path}{query}"
     if base == "journal":
         if not url.startswith("journal:///"):
             raise ConfigError("optuna_storage", url, "journal:///PATH (three slashes, four for an absolute path)")

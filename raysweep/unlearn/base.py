@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.base import Split
-from ..defaults import CHECKPOINT_EVERY, check_budget, check_checkpoint_every
+from ..defaults import CHECKPOINT_EVERY, MAX_BATCH, check_budget, check_checkpoint_every
 from ..errors import ConfigError
 
 FORWARD_COST = 1.0 / 3.0
@@ -56,7 +56,7 @@ class Hyper:
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum", "min": 0.0, "max": 0.9999})
     weight_decay: float = field(default=5e-4, metadata={"help": "L2 weight decay", "min": 0.0})
     batch_size: int = field(default=128, metadata={"help": "samples per batch (per split)", "min": 1,
-                                                   "max": 65536})
+                                                   "max": MAX_BATCH})
     bn: str = field(default="train", metadata={"help": "BatchNorm during unlearning", "choices": ("train", "frozen")})
 
 

@@ -1,0 +1,44 @@
+"""A sweep written before the house was reshaped (raysweep at e5ce2e1: `tests/fixtures/sweep_v0_1_layout`,
+the driver's files of a tiny gd + ssd sweep, Tune's own state and the weights left out) still exports and
+reports, with the same rows its own export had then."""
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from raysweep.cli import main
+
+FIXTURE = Path(__file__).parent / "fixtures" / "sweep_v0_1_layout"
+
+
+@pytest.fixture
+def old_sweep(tmp_path) -> Path:
+    dst = tmp_path / "old-fixture"
+    shutil.copytree(FIXTURE, dst)
+    return dst
+
+
+def test_an_old_sweep_exports_the_rows_it_exported_then(old_sweep, capsys):
+    assert main(["export", str(old_sweep), "--format", "csv"]) == 0
+    got = pd.read_csv(old_sweep / "trials.csv").set_index("trial_id")
+    want = json.loads((old_sweep / "expected_trials.json").read_text())
+    assert sorted(got.index) == sorted(r["trial_id"] for r in want)
+    for row in want:
+        for col, v in ((c, x) for c, x in row.items() if c != "trial_id"):
+            g = got.loc[row["trial_id"], col]
+            if isinstance(v, float) and math.isnan(v) or v is None:
+                assert pd.isna(g), (row["trial_id"], col, g)
+            elif isinstance(v, float):
+                assert g == pytest.approx(v), (row["trial_id"], col)
+            else:
+                assert g == v or str(g) == str(v), (row["trial_id"], col, g, v)
+
+
+def test_an_old_sweep_reports(old_sweep, capsys):
+    assert main(["report", str(old_sweep)]) == 0
+    verdict = pd.read_csv(old_sweep / "report" / "verdict.csv").set_index("method")
+    assert {"none", "retrain", "gd", "ssd"} <= set(verdict.index)
+    assert (old_sweep / "report" / "report.md").read_text().startswith("# raysweep report: old-fixture")
