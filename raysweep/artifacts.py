@@ -68,7 +68,10 @@ def check_writable_dir(field: str, path, what: str = "a folder raysweep can crea
     read-only or virtual file system (/proc), a name over the file system's limit, no permission. The
     probe is a temporary file in the nearest existing folder, removed at once: nothing is left behind.
     Returns the absolute path."""
-    p = Path(path).expanduser().absolute()
+    text = os.fspath(path)
+    if "://" in text and not text.startswith("file://"):
+        raise ConfigError(field, text, f"{what}: a local or shared (NFS) folder path, or file://PATH")
+    p = Path(text.removeprefix("file://")).expanduser().absolute()
     try:
         probe = p
         while not probe.exists():  # a name over the file system's limit raises here (ENAMETOOLONG)
@@ -102,12 +105,14 @@ def read_json_lines(path: Path) -> list[dict]:
     """A JSON-lines file's records in order ([] when there is none), without a line cut by a kill: a
     resumed writer appends after it (Tune's result.json, the early stoppers' decisions)."""
     rows = []
-    lines = Path(path).read_text().splitlines() if Path(path).is_file() else []
-    for line in filter(str.strip, lines):
+    lines = Path(path).read_bytes().splitlines() if Path(path).is_file() else []
+    for line in filter(bytes.strip, lines):
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            row = json.loads(line.decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
             continue
+        if isinstance(row, dict):  # a line that is not a record is damage, skipped like a cut one
+            rows.append(row)
     return rows
 
 

@@ -87,7 +87,7 @@ class TrainConfig:
     def check(self) -> "TrainConfig":
         check_number("train.epochs", self.epochs, lo=1, hi=MAX_EPOCHS, integer=True)
         check_number("train.batch_size", self.batch_size, lo=1, hi=MAX_BATCH, integer=True)
-        check_number("train.lr", self.lr, lo=0, lo_open=True)
+        check_number("train.lr", self.lr, lo=0, hi=10, lo_open=True, what="a learning rate")
         check_number("train.momentum", self.momentum, lo=0, hi=1, hi_open=True)
         for name in ("weight_decay", "warmup_epochs"):
             check_number(f"train.{name}", getattr(self, name), lo=0)
@@ -128,7 +128,8 @@ class ScenarioConfig:
         model_kind = getattr(MODELS.get(self.model, "model"), "kind", None)
         if kind and model_kind and kind != model_kind:
             fits = sorted(n for n in MODELS.names() if getattr(MODELS.get(n), "kind", None) in (kind, None))
-            raise ConfigError("model", self.model, f"a model for {self.dataset}'s {kind} data: {', '.join(fits)}")
+            raise ConfigError("model", self.model,
+                              f"a model for the dataset {self.dataset}'s {kind} data: {', '.join(fits)}")
         attack = ATTACKS.get(self.attack, "attack")
         if kind and kind not in attack.data_kinds:
             raise ConfigError("attack", self.attack, f"an attack for {self.dataset}'s {kind} data: " + ", ".join(

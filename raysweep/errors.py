@@ -16,8 +16,16 @@ class ConfigError(RaysweepError):
 
     def __reduce__(self):
         """Pickled with its three fields, so an error raised in a worker process (a reference-training
-        pool, a Ray task) reaches the command as itself, one line, not as a broken pool."""
-        return type(self), (self.field, self.value, self.allowed)
+        pool, a Ray task) reaches the command as itself, one line, not as a broken pool; a value that
+        cannot be pickled travels as its repr."""
+        import pickle
+
+        try:
+            pickle.dumps(self.value)
+            value = self.value
+        except Exception:  # noqa: BLE001 - any value that does not pickle
+            value = _Shown(repr(self.value))
+        return type(self), (self.field, value, self.allowed)
 
 
 class ArtifactError(RaysweepError):
@@ -35,7 +43,8 @@ def check_number(field: str, value, *, lo: float | None = None, hi: float | None
     import math
 
     ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-    ok = ok and not isinstance(value, bool) and math.isfinite(value)
+    # a Python int can be too large for a float: compare it as an int, never through math.isfinite
+    ok = ok and not isinstance(value, bool) and (isinstance(value, int) or math.isfinite(value))
     ok = ok and (lo is None or (value > lo if lo_open else value >= lo))
     ok = ok and (hi is None or (value < hi if hi_open else value <= hi))
     if not ok:
@@ -45,3 +54,10 @@ def check_number(field: str, value, *, lo: float | None = None, hi: float | None
         rng = f" in {lb or '(-inf'}, {ub or 'inf)'}" if (lo is not None or hi is not None) else ""
         raise ConfigError(field, value, f"{kind}{rng}" + (f" ({what})" if what else ""))
     return value
+
+
+class _Shown(str):
+    """A value shown by its repr (it could not cross a process border itself)."""
+
+    def __repr__(self) -> str:
+        return str(self)

@@ -25,7 +25,8 @@ _EXE = Path(sys.executable).with_name("raysweep")
 COMMAND = [str(_EXE)] if _EXE.is_file() else [sys.executable, "-m", "raysweep.cli"]
 
 NUMBER_BAD = ["nan", "inf", "-inf", "-1", "", "abc", "1e400", "[1, 2]", "{a: 1}"]
-INT_BAD = NUMBER_BAD + ["1.5", "99999999999999999999"]
+HUGE_INT = "1" + "0" * 400  # larger than any float: compared as an int, never through math.isfinite
+INT_BAD = NUMBER_BAD + ["1.5", "99999999999999999999", HUGE_INT]
 STR_ENUM_BAD = ["", "abc", "1", "[1]", "{a: 1}", "nan"]
 BOOL_BAD = ["abc", "1", "", "nan", "[true]"]
 MAPPING_BAD = ["abc", "1", "[1]", "nan", ""]
@@ -44,8 +45,8 @@ def guarded(monkeypatch):
     monkeypatch.setattr("raysweep.prepare.scenario.train", ran)
     monkeypatch.setattr("ray.init", ran)
     monkeypatch.setattr("raysweep.cli.curve.run_curve", ran)
-    monkeypatch.setattr("raysweep.cli.explain.explain_sweep", ran)
-    monkeypatch.setattr("raysweep.cli.report.build_report", ran)
+    monkeypatch.setattr("raysweep.explain.run.random_refs", ran)  # explain's θ_random trainings
+    monkeypatch.setattr("raysweep.report.build.rerun_best", ran)  # report --seeds / --scenario-seeds
     monkeypatch.setattr("raysweep.prepare.scenario.ProcessPoolExecutor", ran)  # the references' own processes
 
 
@@ -77,7 +78,8 @@ def option_cases():
                 "--optuna-storage": ["", "nosuch://x", "sqlite://", "sqlite:///:memory:"],
                 "--mlflow": ["", "ftp://x"], "--spaces-dir": ["/nonexistent/spaces"],
                 "--budgets": ["", "0.1,abc", "nan", "0", "2", "0.5,0.1"], "--alphas": ["", "2", "0", "nan,1"],
-                "--hp": ["lr", "lr=nan", "lr=1e400", "batch_size=1e12", "nosuch=1", "lr=", "batch_size=0.5"],
+                "--hp": ["lr", "lr=nan", "lr=1e400", "lr=1e300", "batch_size=1e12", "nosuch=1", "lr=", "batch_size=0.5",
+                         f"batch_size={HUGE_INT}"],
                 "--set": ["noequals", "nosuch=1", "train.nosuch=1"],
                 "--method": ["", "nosuch", "gd,ga"]}
     skip = {"--data-dir", "--storage-path", "--store", "--out"}  # filesystem targets: their own cases below
@@ -92,7 +94,7 @@ def option_cases():
             if opt in bad_text:
                 values = bad_text[opt]
             elif action.type is int:
-                values = ["-1", "1.5", "abc", "", "99999999999999999999", "nan"]
+                values = ["-1", "1.5", "abc", "", "99999999999999999999", HUGE_INT, "nan"]
             elif action.type is float:
                 values = ["nan", "inf", "-inf", "-1", "abc", "", "1e400"]
             else:
@@ -107,18 +109,19 @@ NEEDS_METHOD = {"unlearn"}
 
 @pytest.mark.parametrize("verb,opt,value", option_cases(), ids=lambda x: repr(x)[:40])
 def test_every_option_refuses_bad_values_in_one_line(verb, opt, value, tmp_path, capsys, guarded):
-    store = tmp_path / "store"
+    store, sweep = tmp_path / "store", tmp_path / "sweep"
     argv = [verb]
     if verb in NEEDS_SWEEP:
-        sweep = tmp_path / "sweep"
         shutil.copytree(FIXTURES / "sweep_v0_1_layout", sweep)
         argv.append(str(sweep))
+    before = sorted(sweep.rglob("*"))
     if verb in NEEDS_METHOD and opt != "--method":
         argv += ["--method", "gd"]
     argv += [f"{opt}={value}" if value.startswith("-") else opt, *([] if value.startswith("-") else [value])]
     if verb not in NEEDS_SWEEP:
         argv += ["--store", str(store)]
     one_line_exit_2(argv, capsys, store if verb not in NEEDS_SWEEP else None)
+    assert sorted(sweep.rglob("*")) == before  # nothing written into the sweep either
 
 
 # ---- every --set key of the scenario ------------------------------------------------------------------
@@ -136,6 +139,10 @@ def set_cases():
         if key in ("seed", "train_size", "val_size", "train.epochs", "train.batch_size", "attack_params.k",
                    "model_params.width"):
             values.append("99999999999")  # in range for an integer, not for this field
+        if key == "train.lr":
+            values.append("1e300")
+        if key in ("model", "dataset", "attack"):  # a registered name that does not fit the default's data
+            values.append({"model": "gpt2-tiny", "dataset": "imdb-mini", "attack": "backdoor"}[key])
         cases += [(key, v) for v in values]
     return cases
 
@@ -145,6 +152,13 @@ def test_every_set_key_refuses_bad_values_in_one_line(key, value, tmp_path, caps
     store = tmp_path / "store"
     msg = one_line_exit_2(["prepare", "--set", f"{key}={value}", "--store", str(store)], capsys, store)
     assert key.split(".")[-1] in msg or key.split(".")[0] in msg, msg
+
+
+@pytest.mark.parametrize("setting", ["val_size=5000", "train_size=99999999", "attack_params.k=99999"])
+def test_a_sweep_refuses_what_only_the_data_can_check_before_ray_starts(setting, tmp_path, capsys, guarded):
+    store = tmp_path / "store"
+    msg = one_line_exit_2(["sweep", "--methods", "gd", "--set", setting, "--store", str(store)], capsys, store)
+    assert setting.split("=")[0].split(".")[-1] in msg, msg
 
 
 # ---- filesystem targets ---------------------------------------------------------------------------------
@@ -240,13 +254,57 @@ def test_a_damaged_done_record_replays_nothing_or_is_one_line(damage, tmp_path):
         assert replay_final(sweep, target.stem) is None
 
 
+@pytest.mark.parametrize("verb", ["export", "report", "curve", "explain"])
 @pytest.mark.parametrize("key,value", [("config", KeyError), ("config", []), ("spaces", "x"), ("name", 3),
-                                       ("references", None), ("layout", {}), ("attack", "nosuch")])
-def test_sweep_json_with_a_wrong_field_is_one_line(key, value, tmp_path, capsys):
+                                       ("references", None), ("layout", {}), ("attack", "nosuch"),
+                                       ("references", {}), ("references", {"none": 3, "retrain": {}}),
+                                       ("spaces", {"gd": 3}), ("spaces", {"gd": {"params": []}})], ids=str)
+def test_sweep_json_with_a_wrong_field_is_one_line(verb, key, value, tmp_path, capsys, guarded):
     sweep = _sweep_copy(tmp_path)
     _damage_json_key(sweep / "sweep.json", key, value)
-    msg = one_line_exit_2(["export", str(sweep)], capsys)
+    before = sorted(sweep.rglob("*"))
+    msg = one_line_exit_2([verb, str(sweep)], capsys)
     assert "sweep.json" in msg or key in msg, msg
+    assert sorted(sweep.rglob("*")) == before
+
+
+@pytest.mark.parametrize("damage", ["garbage", "not_utf8", "wrong_json_type"])
+def test_a_damaged_result_log_loses_only_its_lines(damage, tmp_path, capsys):
+    """result.json is Tune's JSON-lines log: a damaged line is skipped like one cut by a kill."""
+    sweep = _sweep_copy(tmp_path)
+    target = next(sweep.glob("trials/*/result.json"))
+    target.write_bytes(DAMAGE[damage](target.read_bytes()))
+    assert main(["export", str(sweep)]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field,value", [("status", 3), ("started", "x"), ("attempts", "x"), ("errors", 1)])
+def test_a_ledger_entry_with_a_wrong_field_is_one_line_naming_it(field, value, tmp_path, capsys):
+    sweep = _sweep_copy(tmp_path)
+    target = next((sweep / "ledger").glob("*.json"))
+    _damage_json_key(target, field, value)
+    msg = one_line_exit_2(["export", str(sweep)], capsys)
+    assert target.name in msg, msg
+
+
+def test_a_trial_folder_naming_an_unknown_method_is_one_line_naming_it(tmp_path, capsys):
+    sweep = _sweep_copy(tmp_path)
+    target = next(sweep.glob("trials/*/params.json"))
+    _damage_json_key(target, "method", "nosuch")
+    msg = one_line_exit_2(["export", str(sweep)], capsys)
+    assert "params.json" in msg, msg
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+@pytest.mark.parametrize("verb", ["report", "curve"])
+def test_a_damaged_exported_table_is_one_line_naming_it(damage, verb, tmp_path, capsys, guarded):
+    sweep = _sweep_copy(tmp_path)
+    out = tmp_path / "export"
+    assert main(["export", str(sweep), "--out", str(out)]) == 0
+    capsys.readouterr()
+    target = out / "trials.parquet"
+    target.write_bytes(DAMAGE[damage](target.read_bytes()))
+    msg = one_line_exit_2([verb, str(out)], capsys)
+    assert "trials.parquet" in msg, msg
 
 
 @pytest.fixture
@@ -306,6 +364,25 @@ def test_a_bad_search_space_file_is_one_line(text, tmp_path, capsys, guarded):
     (spaces / "gd.yaml").write_bytes(text)
     one_line_exit_2(["sweep", "--methods", "gd", "--spaces-dir", str(spaces), "--store", str(tmp_path / "store")],
                     capsys, tmp_path / "store")
+
+
+def _raise_config_error(_):
+    from raysweep.errors import ConfigError
+
+    raise ConfigError("model_params.width", 0, "an integer in [1, 1024]")
+
+
+def test_an_error_in_a_worker_process_arrives_as_itself():
+    """The references' pool is spawned like `prepare`'s: before errors pickled, this was BrokenProcessPool."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch.multiprocessing
+
+    from raysweep.errors import ConfigError
+
+    with ProcessPoolExecutor(1, mp_context=torch.multiprocessing.get_context("spawn")) as pool:
+        with pytest.raises(ConfigError, match="model_params.width"):
+            list(pool.map(_raise_config_error, [0]))
 
 
 # ---- a sample through the installed command -------------------------------------------------------------

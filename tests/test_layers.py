@@ -1,5 +1,5 @@
-"""The house's layers (docs/architecture.md) hold: every module imports only from its own layer or the
-layers above it, no import cycle (imports inside functions counted), no private name across packages."""
+"""The house's layers (docs/architecture.md) hold: a module imports from another package only if that package
+is in a layer above it, no import cycle (imports inside functions counted), no private name across packages."""
 from __future__ import annotations
 
 import ast
@@ -55,8 +55,9 @@ def imports(mods: dict[str, Path]) -> dict[str, set[tuple[str, tuple[str, ...]]]
         for target, names in found:
             while target and target not in mods:
                 target = target.rsplit(".", 1)[0] if "." in target else ""
-            # a module's own parent packages are imported by Python anyway: not an edge
-            if target and target != m and not m.startswith(target + "."):
+            # a module's own parent packages are imported by Python anyway: not an edge, unless names are
+            # taken from the package's namespace (`from raysweep import X`: the package face)
+            if target and target != m and (names or not m.startswith(target + ".")):
                 resolved.add((target, names))
         out[m] = resolved
     return out
@@ -69,13 +70,17 @@ def layer_of(module: str, table: dict[str, int]) -> int | None:
     return table.get(first)
 
 
+def package_of(module: str) -> str:
+    return module.split(".")[1] if "." in module else "raysweep"
+
+
 def check_layers(root: Path) -> None:
     table, mods = layers(root), modules(root)
     unplaced = sorted(m for m in mods if layer_of(m, table) is None)
     assert not unplaced, f"modules without a layer in docs/architecture.md: {unplaced}"
     against = [f"{m} (layer {layer_of(m, table)}) imports {t} (layer {layer_of(t, table)})"
                for m, targets in imports(mods).items() for t, _ in targets
-               if layer_of(t, table) > layer_of(m, table)]
+               if package_of(t) != package_of(m) and layer_of(t, table) >= layer_of(m, table)]
     assert not against, "imports against the layer order:\n" + "\n".join(sorted(against))
 
 
@@ -137,8 +142,9 @@ def test_no_private_name_is_imported_from_another_package():
 
 
 def test_each_check_fails_on_a_package_that_breaks_its_rule(tmp_path):
-    """A made-up package with an upward import inside a function (which also closes a cycle) and a
-    private name taken across packages: every check must fail there."""
+    """Made-up packages that break each rule: an upward import inside a function (which also closes a
+    cycle), a private name taken across packages, an import from the package face, and one between two
+    packages of the same layer: every check must fail on its case."""
     pkg = tmp_path / "raysweep"
     (pkg / "low").mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
@@ -151,6 +157,17 @@ def test_each_check_fails_on_a_package_that_breaks_its_rule(tmp_path):
     for check in (check_layers, check_cycles, check_private_names):
         with pytest.raises(AssertionError):
             check(tmp_path)
+    face = tmp_path / "face"
+    (face / "raysweep" / "low").mkdir(parents=True)
+    (face / "raysweep" / "__init__.py").write_text("from .low.a import f\nFACE = 1\n")
+    (face / "raysweep" / "low" / "__init__.py").write_text("")
+    (face / "raysweep" / "low" / "a.py").write_text("def f():\n    from raysweep import FACE\n")
+    (face / "raysweep" / "side.py").write_text("from .low import a\n")  # same layer as low
+    (face / "docs").mkdir()
+    (face / "docs" / "architecture.md").write_text("```layers\n0  low, side  the lower\n1  raysweep  the face\n```\n")
+    for check in (check_layers, check_cycles):
+        with pytest.raises(AssertionError):
+            check(face)
 
 
 def test_the_package_face_names_shadow_no_subpackage_or_module():

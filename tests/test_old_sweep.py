@@ -42,3 +42,20 @@ def test_an_old_sweep_reports(old_sweep, capsys):
     verdict = pd.read_csv(old_sweep / "report" / "verdict.csv").set_index("method")
     assert {"none", "retrain", "gd", "ssd"} <= set(verdict.index)
     assert (old_sweep / "report" / "report.md").read_text().startswith("# raysweep report: old-fixture")
+
+
+def test_every_moved_module_still_imports_from_its_old_path():
+    """Plug-ins written against the old paths (and sweeps that recorded such plug-ins) keep working."""
+    import importlib
+    import warnings
+
+    import raysweep
+
+    for old, new in raysweep.MOVED.items():
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            assert importlib.import_module(old) is importlib.import_module(new), old
+        assert any(issubclass(w.category, DeprecationWarning) for w in seen) or old in __import__("sys").modules
+    from raysweep.results import export, load_results, load_tables  # the old module's names, now the package's
+
+    assert callable(export) and callable(load_results) and callable(load_tables)

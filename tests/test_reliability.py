@@ -356,17 +356,16 @@ def test_errors_cross_process_borders_as_themselves():
         assert type(back) is type(err) and str(back) == str(err)
 
 
-def test_a_plugin_that_exits_is_one_line_naming_it(tmp_path, capsys):
+def test_a_plugin_that_exits_is_one_line_naming_it(tmp_path):
+    """In a fresh process (plug-ins named in $RAYSWEEP_PLUGINS load when a registry is first used)."""
     plugin = tmp_path / "exits.py"
     plugin.write_text("import sys\nsys.exit(3)\n")
-    env_before = os.environ.get("RAYSWEEP_PLUGINS")
-    os.environ["RAYSWEEP_PLUGINS"] = str(plugin)
-    try:
-        code = main(["prepare", "--store", str(tmp_path / "store")])
-    finally:
-        os.environ.pop("RAYSWEEP_PLUGINS") if env_before is None else os.environ.update(RAYSWEEP_PLUGINS=env_before)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "exits.py" in err[0] and "sys.exit(3)" in err[0], err
+    out = subprocess.run([sys.executable, "-m", "raysweep.cli", "prepare", "--scenario", "tiny", "--store",
+                          str(tmp_path / "store")], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "RAYSWEEP_PLUGINS": str(plugin)})
+    err = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(err) == 1 and "exits.py" in err[0] and "sys.exit(3)" in err[0], err
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").rglob("*"))
 
 
 def test_a_sweep_naming_a_missing_plugin_blames_its_sweep_json(tmp_path, capsys):

@@ -218,3 +218,16 @@ def test_the_report_cautions_when_theta_initial_shows_no_poison_effect(attack, n
     j = judge(t, attack=attack, n_test=1000)
     got = ATTACKS.get(attack).caution(j.evidence["none"], j.ctx)
     assert bool(got) == weak and (not got or "did not take" in got[0])
+
+
+def test_the_html_report_renders_the_markdown_its_text_uses():
+    import pandas as pd
+
+    from raysweep.report.render import to_html
+
+    page = to_html([("p", "**fails**: the effect remains; run `raysweep report SWEEP --seeds N` for *more*; 2 * 3 < 7"),
+                    ("table", pd.DataFrame({"verdict": ["**removes**"], "cmd": ["`a*b`"]}))], "t")
+    assert "<strong>fails</strong>" in page and "<code>raysweep report SWEEP --seeds N</code>" in page
+    assert "<em>more</em>" in page and "2 * 3 &lt; 7" in page
+    assert "<td><strong>removes</strong></td>" in page and "<td><code>a*b</code></td>" in page
+    assert "**" not in page and "`" not in page

@@ -79,7 +79,8 @@ class Parser(argparse.ArgumentParser):
 
 def check_targets(args) -> None:
     """Before any verb runs: every folder it will write can be written (--store where the verb writes
-    there, --storage-path, --out), and the option values argparse cannot check by type."""
+    there, --storage-path, --out, else the sweep folder an analysis writes into), and the option values
+    argparse cannot check by type."""
     if getattr(args, "threads", None) is not None:
         check_number("threads", args.threads, lo=1, hi=4096, integer=True, what="torch CPU threads")
     if getattr(args, "writes_store", False):
@@ -88,3 +89,5 @@ def check_targets(args) -> None:
         check_writable_dir("storage_path", args.storage_path)
     if getattr(args, "out", None):
         check_writable_dir("out", args.out)
+    elif getattr(args, "writes_sweep", False) and Path(args.sweep).is_dir():  # SWEEP/report, SWEEP/curve, ...
+        check_writable_dir("sweep", args.sweep, "a sweep folder raysweep can write into (or pass --out)")

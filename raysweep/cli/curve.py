@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
                    help=f"equivalence margin of 'removes', a share of θ_initial's effect (default {D.MARGIN})")
     p.add_argument("--alpha", type=float, default=D.ALPHA, help=f"family-wise level at each budget (default {D.ALPHA})")
     p.add_argument("--tolerance", type=float, default=None, help="accuracy tolerance vs retrain (default: sweep's)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, writes_sweep=True)
 
 
 def run(args: argparse.Namespace) -> int:

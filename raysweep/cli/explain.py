@@ -39,7 +39,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default=None, help="output folder (default SWEEP/explain, where `raysweep report` looks)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, writes_sweep=True)
 
 
 def run(args) -> int:

@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
     p.add_argument("--alpha", type=float, default=defaults.ALPHA,
                    help=f"family-wise level of the poison test (default {defaults.ALPHA})")
     p.add_argument("--tolerance", type=float, default=None, help="accuracy tolerance vs retrain (default: sweep's)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, writes_sweep=True)
 
 
 def run(args) -> int:

@@ -14,7 +14,7 @@ from .. import defaults
 from ..artifacts import open_store
 from ..config import load_scenario
 from ..errors import ConfigError
-from ..prepare.scenario import Scenario, prepare
+from ..prepare.scenario import Scenario, checked_data, prepare, store_key
 from ..results.tables import export
 from ..sweep.search import run_sweep
 from ..sweep.setup import SweepConfig, check_resume, check_sweep_name_free, init_ray, resources
@@ -94,6 +94,8 @@ def run(args) -> int:
         check_sweep_name_free(sweep_cfg, args.resume)
     if args.resume:  # options that differ from the sweep's own: one line, before Ray starts
         check_resume(sweep_cfg, cfg.hash())
+    if not store.has(store_key(cfg.hash())):
+        checked_data(cfg, args.data_dir)  # val_size, train_size, attack_params against the data, before Ray
     init_ray(args.address, None)  # an unreachable --address fails here, in seconds
     resources(sweep_cfg)          # a GPU or CPU request the cluster cannot meet fails here
     prepare(cfg, store, device, args.data_dir)

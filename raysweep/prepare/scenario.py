@@ -52,6 +52,16 @@ def scenario_data(cfg: ScenarioConfig, data_dir: str | None = None) -> Dataset:
     return data
 
 
+def checked_data(cfg: ScenarioConfig, data_dir: str | None = None):
+    """(dataset, attack) with every check that needs the data done (val_size against the split,
+    train_size, the attack's parameters such as k against the rows): what `prepare` does before it trains,
+    and what `raysweep sweep` runs before Ray starts when the scenario is not built yet."""
+    data = scenario_data(cfg, data_dir)
+    attack = make_attack(cfg.attack, cfg.attack_params)
+    attack.check_data(data)
+    return data, attack
+
+
 def versions() -> dict:
     import numpy
 
@@ -254,9 +264,7 @@ def prepare(cfg: ScenarioConfig, store: Store | str, device: torch.device | str 
 
     deterministic(device)  # here, not in every command: a sweep's driver trains only when it prepares (a slow import)
     t0 = time.perf_counter()
-    data = scenario_data(cfg, data_dir)
-    attack = make_attack(cfg.attack, cfg.attack_params)
-    attack.check_data(data)
+    data, attack = checked_data(cfg, data_dir)
     weights, compute, wall = {}, {}, {}
     base_state = None
     if cfg.victim == "head":

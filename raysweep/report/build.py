@@ -18,6 +18,7 @@ from ..artifacts import atomic_write_table, atomic_write_text
 from ..attacks import ATTACKS
 from ..curve.figure import report_blocks as curve_blocks
 from ..explain.figure import report_blocks as why_blocks
+from ..results.layout import require
 from ..results.tables import read_tables
 from ..stats.evidence import missing
 from ..sweep.spaces import parse_space
@@ -81,6 +82,7 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
     fraction of θ_initial's effect."""
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))
     meta, trials, history, scores = read_tables(path)
+    require(meta, path, "attack", "spaces", "versions")
     out = Path(out or Path(path) / "report").resolve()
     out.mkdir(parents=True, exist_ok=True)
     cfg = meta["config"]

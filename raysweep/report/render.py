@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 
 import pandas as pd
 
@@ -28,9 +29,28 @@ def md_table(df: pd.DataFrame) -> str:
     return "\n".join([head, sep, *body])
 
 
+_CODE = re.compile(r"`([^`]+)`")
+_STRONG = re.compile(r"\*\*(.+?)\*\*")
+_EM = re.compile(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])")
+
+
+def inline_html(text: str) -> str:
+    """The Markdown the report's text uses, as HTML: `code`, **strong**, *emphasis*; everything else
+    escaped (code spans first, so a `*` inside one stays literal)."""
+    parts = _CODE.split(str(text))
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2:
+            out.append(f"<code>{html.escape(part)}</code>")
+        else:
+            esc = html.escape(part)
+            out.append(_EM.sub(r"<em>\1</em>", _STRONG.sub(r"<strong>\1</strong>", esc)))
+    return "".join(out)
+
+
 def html_table(df: pd.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(v))}</td>" for v in row) + "</tr>"
+    head = "".join(f"<th>{inline_html(c)}</th>" for c in df.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{inline_html(fmt(v))}</td>" for v in row) + "</tr>"
                    for row in df.itertuples(index=False))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
@@ -55,14 +75,14 @@ def to_html(blocks: list[tuple], title: str) -> str:
     body = []
     for kind, *rest in blocks:
         if kind == "h":
-            body.append(f"<h{rest[0]}>{html.escape(rest[1])}</h{rest[0]}>")
+            body.append(f"<h{rest[0]}>{inline_html(rest[1])}</h{rest[0]}>")
         elif kind == "p":
-            body.append(f"<p>{html.escape(rest[0])}</p>")
+            body.append(f"<p>{inline_html(rest[0])}</p>")
         elif kind == "table":
             body.append(html_table(rest[0]))
         elif kind == "img":
             body.append(f'<figure><img src="{html.escape(rest[0])}" alt="{html.escape(rest[1])}">'
-                        f"<figcaption>{html.escape(rest[1])}</figcaption></figure>")
+                        f"<figcaption>{inline_html(rest[1])}</figcaption></figure>")
         elif kind == "pre":
             body.append(f"<pre>{html.escape(rest[0])}</pre>")
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"

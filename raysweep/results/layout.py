@@ -47,9 +47,12 @@ class SweepMeta(TypedDict, total=False):
     created: str
 
 
-# the keys every reader relies on, with their JSON types
-REQUIRED = {"name": str, "scenario": str, "attack": str, "config": dict, "spaces": dict, "references": dict,
-            "layout": str, "versions": dict}
+# the keys every reader relies on, and the JSON types of the others where they are present (readers that
+# need one of those ask for it with `require`)
+REQUIRED = {"name": str, "scenario": str, "config": dict}
+TYPED = {"attack": str, "spaces": dict, "references": dict, "layout": str, "versions": dict, "plugins": str,
+         "holdout_rows": list, "reference_scores": dict, "store": str}
+REMEDY = "restore it from a copy, or re-run the sweep under a new --name"
 
 
 def read_sweep_meta(sweep: str | Path) -> SweepMeta:
@@ -59,13 +62,21 @@ def read_sweep_meta(sweep: str | Path) -> SweepMeta:
     p = Path(sweep) / "sweep.json"
     if not p.is_file():
         raise RaysweepError(f"{sweep} is not a sweep directory (no sweep.json)")
-    remedy = "restore it from a copy, or re-run the sweep under a new --name"
+    remedy = REMEDY
     meta = read_json(p, remedy)
-    for key, typ in REQUIRED.items():
+    for key, typ in {**REQUIRED, **{k: t for k, t in TYPED.items() if k in meta}}.items():
         if not isinstance(meta.get(key), typ):
             raise ArtifactError(f"{p} is damaged ({key}: a JSON {typ.__name__} expected): {remedy}")
+    for ref in ("none", "retrain") if "references" in meta else ():
+        if not isinstance(meta["references"].get(ref), dict):
+            raise ArtifactError(f"{p} is damaged (references.{ref}: a mapping of figures expected): {remedy}")
+    for method, space in meta.get("spaces", {}).items():
+        if not isinstance(space, dict) or not isinstance(space.get("params", {}), dict) or \
+                not isinstance(space.get("fixed", {}), dict):
+            raise ArtifactError(f"{p} is damaged (spaces.{method}: a mapping with params and fixed expected): {remedy}")
     for key, typ in (("seed", int), ("budget", (int, float)), ("trials", int)):
-        if not isinstance(meta["config"].get(key), typ) or isinstance(meta["config"].get(key), bool):
+        v = meta["config"].get(key)
+        if (key in ("seed", "budget") or key in meta["config"]) and (not isinstance(v, typ) or isinstance(v, bool)):
             raise ArtifactError(f"{p} is damaged (config.{key} missing or of the wrong type): {remedy}")
     load_plugins(meta.get("plugins") or "", source=f"{p} (plugins)")
     return meta
@@ -121,15 +132,29 @@ def read_evidence(root: str | Path) -> dict[str, dict]:
     """trial_id -> the full evaluation done after the search."""
     return read_records(Path(root) / "evidence")
 
+def rank_key(objective, trial_id: str, evaluated: bool = False) -> tuple:
+    """The one order of "best" among a method's finished trials: the lower objective first (none, NaN or
+    inf last); at a tie, the trial already evaluated in full after the search, then the lower trial id."""
+    return objective_value({"objective": objective}), not evaluated, str(trial_id)
+
+
+def require(meta: SweepMeta, sweep: str | Path, *keys: str) -> None:
+    """The keys of sweep.json this reader needs beyond the ones every reader does; one line if absent."""
+    missing = [k for k in keys if k not in meta]
+    if missing:
+        raise ArtifactError(f"{Path(sweep) / 'sweep.json'} is damaged (no {', '.join(missing)}): {REMEDY}")
+
+
 def best_finished(root: str | Path, method: str) -> str | None:
-    """The method's finished trial with the lowest objective that kept its weights (the export's
-    is_best: a tie goes to the trial evaluated in full), or None."""
-    done = {tid: objective_value(r) for tid, r in read_records(Path(root) / "done").items()
-            if r.get("method") == method}
-    ranked = sorted((o, tid) for tid, o in done.items() if math.isfinite(o))
-    if not ranked or not model_path(root, ranked[0][1]).is_file():
+    """The method's best finished trial so far (`rank_key`, as the export's is_best) if it kept its
+    weights, else None."""
+    have = read_evidence(root)
+    done = [rank_key(r.get("objective"), tid, tid in have) + (tid,)
+            for tid, r in read_records(Path(root) / "done").items() if r.get("method") == method]
+    ranked = sorted(k for k in done if math.isfinite(k[0]))
+    if not ranked or not model_path(root, ranked[0][-1]).is_file():
         return None
-    return ranked[0][1]
+    return ranked[0][-1]
 
 
 def merged(report: dict, evidence: dict | None) -> dict:

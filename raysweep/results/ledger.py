@@ -43,9 +43,21 @@ def read_records(folder: str | Path) -> dict[str, dict]:
     return out
 
 
+LEDGER_FIELDS = {"status": (str,), "started": (int, float, type(None)), "ended": (int, float, type(None)),
+                 "attempts": (int,), "errors": (list,), "method": (str,)}
+
+
 def read_ledger(root: str | Path) -> dict[str, dict]:
-    """trial_id -> its ledger entry ({} for a sweep written before the ledger existed)."""
-    return read_records(Path(root) / "ledger")
+    """trial_id -> its ledger entry ({} for a sweep written before the ledger existed); an entry with a
+    field of the wrong type is one ArtifactError naming its file."""
+    out = read_records(Path(root) / "ledger")
+    for tid, entry in out.items():
+        for key, types in LEDGER_FIELDS.items():
+            v = entry.get(key)
+            if key in entry and (not isinstance(v, types) or isinstance(v, bool)):
+                raise ArtifactError(f"{ledger_path(root, tid)} is damaged ({key}={v!r}): remove it; the export "
+                                    "then reads the trial's status from its own files")
+    return out
 
 
 def mark_lost(root: str | Path) -> int:

@@ -26,16 +26,18 @@ scores:  one row per (model, poison): sweep, method, trial_id, poison (row among
 """
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from ..artifacts import atomic_write_table, atomic_write_text, read_json, read_json_lines
 from ..attacks import ATTACKS
-from ..errors import ConfigError, RaysweepError
-from .layout import merged, read_evidence, read_sweep_meta
+from ..errors import ArtifactError, ConfigError, RaysweepError
+from .layout import merged, rank_key, read_evidence, read_sweep_meta, require
 from .ledger import read_ledger, replay_final
 
 # keys of a report that are bookkeeping (Ray's own, or the trainable's), not figures of the model
@@ -76,11 +78,13 @@ def last_attempt(rows: list[dict]) -> tuple[list[dict], int]:
 
 
 def _versions() -> dict:
+    """The installed ray and optuna versions, read from their metadata (importing Ray here would make
+    reading a sweep's tables need Ray)."""
     out = {}
     for name in ("ray", "optuna"):
         try:
-            out[name] = __import__(name).__version__
-        except Exception:  # noqa: BLE001
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
             out[name] = None
     return out
 
@@ -112,6 +116,9 @@ def _trial_sources(sweep: Path, meta: dict, ledger: dict):
     seen = set()
     for method, tdir in trial_dirs(sweep, meta):
         params = read_json(tdir / "params.json", f"remove the trial folder {tdir}")
+        if method not in meta["spaces"]:
+            raise ArtifactError(f"{tdir / 'params.json'} is damaged (method={method!r}, not one of the sweep's "
+                                f"{', '.join(meta['spaces'])}): remove the trial folder {tdir}")
         params.pop("method", None)
         results, n_attempts = last_attempt(read_json_lines(tdir / "result.json"))
         trial_id = results[-1]["trial_id"] if results else tdir.name  # no report: the folder names it
@@ -141,6 +148,7 @@ def load_tables(sweep: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
     """(trials, history, scores) DataFrames of a sweep directory."""
     sweep = Path(sweep).resolve()
     meta = read_sweep_meta(sweep)
+    require(meta, sweep, "attack", "spaces", "references", "layout", "versions")
     cfg = meta["config"]
     vers = {f"version_{k}": v for k, v in {**{"raysweep": meta["versions"]["raysweep"],
                                                 "torch": meta["versions"]["torch"]}, **_versions()}.items()}
@@ -189,9 +197,9 @@ def load_tables(sweep: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
     df["is_best"] = False
     df["pareto"] = False
     for _, g in df[df.status == "finished"].groupby("method"):
-        # lowest objective; a tie goes to the trial evaluated in full after the search (evidence.py)
-        rank = pd.DataFrame({"o": g["objective"].astype(float), "e": ~g.trial_id.isin(evidence)})
-        df.loc[rank.sort_values(["o", "e"], kind="stable").index[0], "is_best"] = True
+        best = min(g.index, key=lambda i: rank_key(g.at[i, "objective"], g.at[i, "trial_id"],
+                                                   g.at[i, "trial_id"] in evidence))  # layout.py: the one rule
+        df.loc[best, "is_best"] = True
         df.loc[g.index, "pareto"] = pareto_mask(g.astype({"effect": float, "val_acc": float}))
     hist = pd.DataFrame(history)
     hist = hist if len(hist) else pd.DataFrame(columns=HISTORY_KEYS)
@@ -211,8 +219,17 @@ def read_tables(path: str | Path):
     meta = read_sweep_meta(path)  # the sweep's plug-ins loaded too
     for ext, reader in (("parquet", pd.read_parquet), ("csv", pd.read_csv)):
         if (path / f"trials.{ext}").is_file():
-            return meta, *(reader(path / f"{n}.{ext}") for n in ("trials", "history", "scores"))
+            return meta, *(_read_table(reader, path / f"{n}.{ext}") for n in ("trials", "history", "scores"))
     return meta, *load_tables(path)
+
+
+def _read_table(reader, path: Path) -> pd.DataFrame:
+    """An exported table, or one ArtifactError naming the file (missing, truncated, not a table)."""
+    try:
+        return reader(path)
+    except Exception as e:  # noqa: BLE001 - pyarrow and pandas raise many kinds on a damaged file
+        raise ArtifactError(f"{path} is damaged or missing ({type(e).__name__}): export the sweep again "
+                            "(`raysweep export SWEEP`)") from None
 
 
 def export(sweep: str | Path, fmt: str = "parquet", out: str | Path | None = None) -> list[Path]:
@@ -221,6 +238,14 @@ def export(sweep: str | Path, fmt: str = "parquet", out: str | Path | None = Non
 
         raise ConfigError("format", fmt, "parquet or csv")
     trials, hist, scores = load_tables(sweep)
+    if fmt == "parquet":  # a record whose values cannot form a column: one line, before any file is written
+        for name, df in (("trials", trials), ("history", hist), ("scores", scores)):
+            try:
+                pa.Table.from_pandas(df, preserve_index=False)
+            except (pa.ArrowException, ValueError, TypeError) as e:
+                raise ArtifactError(f"{sweep}: a trial's record holds a value of the wrong type for the {name} "
+                                    f"table ({str(e).splitlines()[0]}); find it in the trial's evidence/, done/ or "
+                                    "result.json and remove it") from None
     out = Path(out or sweep).resolve()
     out.mkdir(parents=True, exist_ok=True)
     paths = [atomic_write_table(df, out / f"{name}.{fmt}")

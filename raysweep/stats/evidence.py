@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .exact import mean_ci, noninferiority, norm_ppf, sign_test_greater, tost
+from .exact import mean_ci, noninferiority, norm_ppf, proportion_less, sign_test_greater, tost
 
 
 @dataclass
@@ -159,7 +159,6 @@ def paired_binary(mine: pd.DataFrame, refs: dict[str, pd.DataFrame], key: str, s
     n = int(n_fallback or 0)
     if pm is None or pr is None or n < 2:
         return Evidence(note="not judged: missing figures")
-    from .exact import proportion_less
 
     eff = sign * (pm - pr)
     p_fails = proportion_less(pr, n, pm, n) if sign > 0 else proportion_less(pm, n, pr, n)

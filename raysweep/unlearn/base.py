@@ -52,7 +52,7 @@ MAX_INT = 2**31 - 1  # an integer hyperparameter's ceiling (steps, layers, batch
 class Hyper:
     """Hyperparameters every iterative method shares. Subclass per method to add or re-default."""
 
-    lr: float = field(default=1e-3, metadata={"help": "SGD learning rate", "min": 0.0})
+    lr: float = field(default=1e-3, metadata={"help": "SGD learning rate", "min": 0.0, "max": 10.0})
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum", "min": 0.0, "max": 0.9999})
     weight_decay: float = field(default=5e-4, metadata={"help": "L2 weight decay", "min": 0.0})
     batch_size: int = field(default=128, metadata={"help": "samples per batch (per split)", "min": 1,
