@@ -1,61 +1,60 @@
-"""Pilot for the verdict's equivalence margin δ (docs/verdict.md, "The equivalence margin").
+"""Pilot for the verdict's equivalence margin δ and its power (docs/verdict.md, "Power" and "The margin").
 
-    .venv/bin/python bench/pilot_margin.py [--reps 400] [--seed 0]
+    .venv/bin/python bench/pilot_margin.py [--reps 400] [--seed 0] [--initial -0.28] [--methods 8]
 
-Constructed N(0, 1) draws, no model: a method that keeps a fraction f of θ_initial's held-out GUS
-scores its n held-out poisons as N(f·G, 1) (G = θ_initial's GUS, -0.476 on the default scenario);
-θ_initial's own n scores (the margin is δ × |their mean|) are drawn too. Eight methods with the same
-f are judged together exactly as raysweep/report/verdict.py does for Gaussian poisons (fails:
-two-sided z-test with σ = 1; removes: TOST with the sample SD against δ·|GUS_initial|; Holm over the
-8 methods for each family at α = 0.05), and the share of methods per outcome is printed for each
-(n, δ, f). n = 32 is the `tiny` scenario's held-out half, 250 the default's, 375 the paper's (750
-poisons).
+Constructed N(0, 1) draws, no model, judged by the report's own tests (raysweep/stats/scores.py,
+raysweep/stats/power.py): a method that keeps a fraction f of θ_initial's held-out GUS G scores its
+n held-out poisons as N(f·G, 1) and its canaries like θ_retrain's (canaries as many as the held-out
+poisons, at θ_retrain's canary GUS, taken equal to G); θ_initial's own n scores (which set the
+margin δ·|mean|) and θ_retrain's canaries are drawn in every simulated report. Eight methods with the
+same f are judged together (Holm per family, α = 0.05). Printed: the share of methods per outcome,
+removes / fails / inconclusive (signal destroyed stays ~0 while canaries are kept), for each
+(n, δ, f), and a last block with the canaries lost (a method that only scrambles the signal).
+n = 32: `tiny`; 500: the default scenario's held-out half; 1,500: the default pooled over the
+report's default 2 fresh scenarios; 100 and 300: `paper-rate` (2 % poisons) alone and pooled.
 """
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from raysweep.stats.exact import tost  # noqa: E402
-from raysweep.verdict.judge import holm_reject  # noqa: E402
+from raysweep.stats.power import simulate  # noqa: E402
 
-G, M, ALPHA = -0.476, 8, 0.05
-
-
-def rates(n: int, delta: float, f: float, reps: int, rng) -> tuple[float, float, float]:
-    out = {"fails": 0, "removes": 0, "inconclusive": 0}
-    for _ in range(reps):
-        margin = delta * abs(rng.normal(G, 1, n).mean())
-        x = rng.normal(f * G, 1, (M, n))
-        mean, sd = x.mean(1), x.std(1, ddof=1)
-        pf = {i: math.erfc(abs(mean[i]) * math.sqrt(n) / math.sqrt(2)) for i in range(M)}
-        pr = {i: tost(float(mean[i]), float(sd[i]), n, margin) for i in range(M)}
-        rf, rr = holm_reject(pf, ALPHA), holm_reject(pr, ALPHA)
-        for i in range(M):
-            out["fails" if rf[i] else "removes" if rr[i] else "inconclusive"] += 1
-    return tuple(out[k] / (reps * M) for k in ("removes", "fails", "inconclusive"))
+ALPHA = 0.05
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--initial", type=float, default=-0.28, help="θ_initial's held-out GUS (default scenario)")
+    ap.add_argument("--methods", type=int, default=8)
+    ap.add_argument("--n", default="32,500,1500", help="held-out poisons, comma-separated")
+    ap.add_argument("--deltas", default="0.25,0.33,0.5,0.75")
     args = ap.parse_args()
-    rng = np.random.default_rng(args.seed)
-    print("| n held-out | δ | margin (GUS) | f = 0: removes / fails / inc. | f = 0.25 | f = 0.5 | f = 1 |")
+    g, m = args.initial, args.methods
+    print(f"θ_initial's held-out GUS {g}, {m} methods, α = {ALPHA}, {args.reps} simulated reports per cell")
+    print("| n held-out | δ | margin (GUS) | f = 0 (never saw the noise) | f = 0.25 | f = 0.5 "
+          "| f = 1 (no unlearning) |")
     print("|---|---|---|---|---|---|---|")
-    for n in (32, 250, 375):
-        for delta in (0.25, 1 / 3, 0.5, 0.75):
+    for n in (int(v) for v in args.n.split(",")):
+        for delta in (float(v) for v in args.deltas.split(",")):
             cells = []
             for f in (0.0, 0.25, 0.5, 1.0):
-                r, fl, inc = rates(n, delta, f, args.reps, rng)
-                cells.append(f"{r:.2f} / {fl:.2f} / {inc:.2f}")
-            print(f"| {n} | {delta:.2f} | {delta * abs(G):.3f} | " + " | ".join(cells) + " |", flush=True)
+                r = simulate(n, g, m, ALPHA, delta, f, n, g, 1.0, args.reps, args.seed)
+                cells.append(f"{r['removes']:.2f} / {r['fails']:.2f} / {r['inconclusive']:.2f}")
+            print(f"| {n} | {delta:.2f} | {delta * abs(g):.3f} | " + " | ".join(cells) + " |", flush=True)
+    print("\nCanaries lost (poison scores N(0, 1), canaries keep a share c of θ_retrain's effect), δ = 0.5:")
+    print("| n held-out | c = 1 | c = 0.5 | c = 0.25 | c = 0 |  (signal destroyed / removes)")
+    print("|---|---|---|---|---|")
+    for n in (int(v) for v in args.n.split(",")):
+        cells = []
+        for c in (1.0, 0.5, 0.25, 0.0):
+            r = simulate(n, g, m, ALPHA, 0.5, 0.0, n, g, c, args.reps, args.seed)
+            cells.append(f"{r['signal destroyed']:.2f} / {r['removes']:.2f}")
+        print(f"| {n} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ DEMO_TRIALS = 3         # trials per method in `raysweep demo` (README: its meas
 TOLERANCE = 0.02        # accuracy floor: θ_retrain's accuracy minus this
 ALPHA = 0.05            # family-wise level of the verdict's tests
 MARGIN = 0.5            # δ: "removes" = effect shown below δ x θ_initial's (docs/verdict.md)
+REPORT_SEEDS = 1        # `raysweep report`: fresh unlearning seeds per best configuration (no pick judges itself)
+REPORT_SCENARIO_SEEDS = 2  # and fresh scenarios pooled: the power the report prints (docs/verdict.md, "Power")
 CHECKPOINT_EVERY = 0.25  # a sweep trial evaluates and reports every this share of the sweep's cap
 ASHA_GRACE = 0.25       # the share of the budget a trial runs before ASHA may stop it
 CHECKPOINT_POISONS = 250  # tuning-half poisons a budget checkpoint scores (the final report: all of them)

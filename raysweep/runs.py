@@ -92,7 +92,10 @@ def run_config(scen, r: pd.Series, method: str, meta: dict, seed: int, log, budg
 def evaluated(scen, model) -> dict:
     out, scores = scen.scored(model)
     if scores:
-        out["scores"] = scen.holdout_scores(scores)["scores"]
+        held = scen.holdout_scores(scores)
+        out["scores"] = held["scores"]
+        if "canary" in held:
+            out["canary_scores"] = held["canary"]
     return out
 
 

@@ -94,7 +94,7 @@ def test_the_curve_writes_one_row_per_method_budget_and_seed_plus_the_references
     tuned = v[v.status == "tuned"]
     assert sorted(zip(tuned.method, tuned.budget)) == sorted((m, b) for m in ("gd", "ga") for b in (0.02, 0.05))
     assert (tuned.runs == 2).all() and (tuned.n == 32).all()  # 2 seeds pooled over the 32 held-out poisons
-    assert set(tuned.outcome) <= {"fails", "removes", "inconclusive"}
+    assert set(tuned.outcome) <= {"fails", "signal destroyed", "removes", "inconclusive"}
     s = pd.read_csv(curve / "curve_summary.csv").set_index("method")
     # 32 held-out poisons cannot show a removal (docs/verdict.md): none up to the largest budget run
     assert set(s.index) == {"gd", "ga"} and (s.removes_at == "none up to 0.05").all()

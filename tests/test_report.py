@@ -131,7 +131,7 @@ def test_report_builds_from_a_small_sweep(small_sweep, tmp_path):
     v = pd.read_csv(out / "verdict.csv")
     assert set(v.method) == {"none", "retrain", "gd", "cfk"}
     tuned = v[v.status == "tuned"]
-    assert set(tuned.outcome) <= {"fails", "removes", "inconclusive"} and (tuned.runs == 1).all()
+    assert set(tuned.outcome) <= {"fails", "signal destroyed", "removes", "inconclusive"} and (tuned.runs == 1).all()
     assert (tuned.n == 32).all()  # the tiny scenario's 64 poisons: 32 held out
 
 
@@ -150,7 +150,8 @@ def test_report_pools_fresh_unlearning_and_scenario_seeds(small_sweep, tmp_path)
     assert sorted(gd[gd.scenario_seed == 0].seed) == [1] and sorted(gd[gd.scenario_seed == 1].seed) == [0, 1]
     assert seeds.holdout_z.notna().all()
     v = pd.read_csv(md.parent / "verdict.csv").set_index("method")
-    assert v.loc["gd", "runs"] == 4 and v.loc["gd", "scenarios"] == 2 and v.loc["gd", "n"] == 64
+    # the fresh runs judge, not the selected trial itself (one seed on the sweep's scenario, two on the fresh one)
+    assert v.loc["gd", "runs"] == 3 and v.loc["gd", "scenarios"] == 2 and v.loc["gd", "n"] == 64
     text = md.read_text()
     assert "Spread over seeds" in text and "per-run SD" in text
 
@@ -187,7 +188,13 @@ def test_gradient_canceling_verdict_tests_accuracy_against_retrain():
     t = table([("gd", 0.0, 0.70), ("ga", 0.0, 0.55)])
     t.loc[t.method == "none", "test_acc"] = 0.60  # the attack took: 10 points below θ_retrain
     v = verdict_table(t, attack="gradient_canceling", n_test=1000).set_index("method")
-    assert v.loc["gd", "verdict"] == "removes the poison"  # no per-image vectors: the unpaired fallback
+    # no per-image vectors: the unpaired fallback; equal accuracy on 1,000 unpaired images cannot be shown
+    # within 2 points (SE of the difference ~2 points), so accuracy stays undecided
+    assert v.loc["gd", "outcome"] == "removes" and v.loc["gd", "accuracy"] == "undecided"
+    assert v.loc["gd", "verdict"] == ("inconclusive: poison effect removed, accuracy not shown within 0.02 of "
+                                      "θ_retrain's")
+    assert verdict_table(t, attack="gradient_canceling", n_test=1000, tolerance=0.06).set_index("method").loc[
+        "gd", "verdict"] == "removes the poison"
     assert v.loc["ga", "verdict"] == "fails: poison remains and accuracy below retrain"
 
 

@@ -247,6 +247,6 @@ def test_text_attacks_flow_through_sweep_export_and_report(ray_local, text_store
     assert len(runs) and (runs.budget_spent <= 0.1 + 1e-9).all() and runs.effect.notna().all()
     md = build_report(sweep, log=lambda m: None)
     verdict = pd.read_csv(md.parent / "verdict.csv").set_index("method")
-    assert verdict.loc["gd", "verdict"].startswith(("removes", "fails", "inconclusive"))
+    assert verdict.loc["gd", "verdict"].startswith(("removes", "fails", "signal destroyed", "inconclusive"))
     if attack == "backdoor":
         assert 0 <= verdict.loc["gd", "p"] <= 1 and verdict.loc["none", "asr"] >= 0

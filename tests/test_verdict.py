@@ -140,8 +140,12 @@ def test_seeds_are_pooled_per_poison_and_the_spread_is_kept():
                            "holdout_gus": -0.3, "scores": list(rng.normal(-0.3, 1, n))} for s in (1, 2, 3)])
     j = judge(trials, seeds=extra, scores=scores, meta=meta, attack="gaussian")
     ev = j.evidence["gd"]
-    assert ev.runs == 4 and ev.n == n and ev.scenarios == 1 and len(ev.per_run) == 4
+    # the selected trial does not judge itself: its fresh seeds do
+    assert ev.runs == 3 and ev.n == n and ev.scenarios == 1 and len(ev.per_run) == 3
     assert ev.lo < ev.effect < ev.hi and ev.effect == pytest.approx(-0.3, abs=0.1)
+    assert "gd" not in j.ctx["selected_judges"]
+    alone = judge(trials, scores=scores, meta=meta, attack="gaussian")  # no fresh seed: it is all there is
+    assert alone.evidence["gd"].runs == 1 and alone.ctx["selected_judges"] == ["gd"]
 
 
 def test_theta_initial_without_an_effect_gives_the_caution():

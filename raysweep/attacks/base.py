@@ -38,6 +38,11 @@ class PoisonedSet:
     eps: float | None = None
     grad_scale: torch.Tensor | None = None  # multiplies input gradients (pixel-space noise)
     info: dict = field(default_factory=dict)
+    # canaries (noise attacks): noised training rows that stay in the retain set and are never requested,
+    # the positive control of the verdict (docs/verdict.md); their rows, clean inputs and noise
+    canary_idx: torch.Tensor | None = None
+    canary_clean_x: torch.Tensor | None = None
+    canary_noise: torch.Tensor | None = None
 
     @property
     def k(self) -> int:
@@ -157,6 +162,13 @@ class Attack:
     def verdict_text(cls, ctx: dict) -> str:
         """A paragraph: the tests, with the detection floor and the margin in the attack's units."""
         return ""
+
+    @classmethod
+    def power(cls, evidence: dict, ctx: dict) -> dict | None:
+        """The power line's figures at the report's own sample: {"removes": P(a model as good as
+        θ_retrain is judged removes), "fails": P(one keeping half of θ_initial's effect is judged
+        fails), "n", "unit", ...}; None where this attack's tests are not simulated."""
+        return None
 
     @classmethod
     def caution(cls, initial: Evidence, ctx: dict) -> list[str]:

@@ -20,6 +20,8 @@ from ..data.base import Dataset
 from ..errors import ConfigError, check_number
 from ..stats.evidence import Evidence, mean_of, per_scenario, unit_evidence
 from ..stats.exact import norm_ppf, t_ppf, tost
+from ..stats.power import gaussian_power
+from ..stats.scores import score_tests
 from . import ATTACKS
 from .base import Attack, PoisonedSet
 
@@ -32,19 +34,46 @@ def _n_from(rows: pd.DataFrame) -> int | None:
     return round((z / g) ** 2) if g and z else None
 
 
+def _vectors(rows: pd.DataFrame, col: str):
+    """Each run's vector in column `col` (lists), or None when a run lacks one or their lengths differ."""
+    if col not in rows or not len(rows):
+        return None
+    vecs = list(rows[col])
+    if any(not isinstance(v, (list, tuple, np.ndarray)) or len(v) == 0 for v in vecs) or \
+            len({len(v) for v in vecs}) != 1:
+        return None
+    return np.asarray(vecs, dtype=float)
+
+
+def _spread(rows: pd.DataFrame) -> float | None:
+    """The variance of the per-run scores (every run's every held-out poison, not averaged over runs:
+    averaging correlated runs would shrink a spread the poison left)."""
+    parts = [_vectors(g, "scores") for g in per_scenario(rows).values()]
+    if any(p is None for p in parts) or not parts:
+        return None
+    return float(np.concatenate([p.ravel() for p in parts]).var(ddof=1))
+
+
+def _canaries(mine: pd.DataFrame, retrain: pd.DataFrame):
+    """(the model's canary scores averaged over its runs, θ_retrain's on the same canaries), pooled over
+    the scenarios where both were scored; (None, None) without canaries."""
+    ret = per_scenario(retrain)
+    a, b = [], []
+    for scen, g in per_scenario(mine).items():
+        v, r = _vectors(g, "canary_scores"), _vectors(ret.get(scen, pd.DataFrame()), "canary_scores")
+        if v is not None and r is not None and v.shape[1] == r.shape[1]:
+            a.append(v.mean(axis=0))
+            b.append(r[0])
+    return (np.concatenate(a), np.concatenate(b)) if a else (None, None)
+
+
 def _pooled_scores(rows: pd.DataFrame):
     """Per-poison held-out scores averaged over the runs of each scenario, concatenated over
     scenarios; None when a run lacks them."""
-    if "scores" not in rows or not len(rows):
+    parts = [_vectors(g, "scores") for g in per_scenario(rows).values()] if len(rows) else []
+    if not parts or any(p is None for p in parts):
         return None
-    parts = []
-    for _, g in per_scenario(rows).items():
-        vecs = [v for v in g["scores"]]
-        if any(not isinstance(v, (list, tuple, np.ndarray)) or len(v) == 0 for v in vecs) or \
-                len({len(v) for v in vecs}) != 1:
-            return None
-        parts.append(np.mean(np.asarray(vecs, dtype=float), axis=0))
-    return np.concatenate(parts)
+    return np.concatenate([p.mean(axis=0) for p in parts])
 
 
 @ATTACKS.register("gaussian")
@@ -60,9 +89,9 @@ class GaussianPoison(Attack):
 
     @classmethod
     def check(cls, params: dict) -> dict:
-        allowed = {"k", "fraction", "eps", "space"}
+        allowed = {"k", "fraction", "eps", "space", "canaries"}
         cls.only(params, allowed)
-        p = {"eps": DEFAULT_EPS, "space": "input", **params}
+        p = {"eps": DEFAULT_EPS, "space": "input", "canaries": "half", **params}
         if "k" in p and "fraction" in p and p["k"] is not None and p["fraction"] is not None:
             raise ConfigError("attack.k", p["k"], "give k or fraction, not both")
         if p.get("k") is None and p.get("fraction") is None:
@@ -74,6 +103,10 @@ class GaussianPoison(Attack):
         check_number("attack.eps", p["eps"], lo=0, lo_open=True, what="the noise std; eps^2 = 0.32 by default")
         if p["space"] not in ("input", "pixel"):
             raise ConfigError("attack.space", p["space"], "input or pixel")
+        c = p["canaries"]
+        if c != "half" and (not isinstance(c, int) or isinstance(c, bool) or c < 0):
+            raise ConfigError("attack.canaries", c, "a non-negative integer, or half (as many as the held-out "
+                              "poisons, k // 2)")
         p["eps"] = float(p["eps"])
         return {k: v for k, v in p.items() if v is not None}
 
@@ -85,66 +118,100 @@ class GaussianPoison(Attack):
             raise ConfigError("attack.k", k, f"at most the training set size n={n}")
         return int(k)
 
+    def canaries(self, n: int) -> int:
+        """Canaries: noised rows kept in the retain set, never requested (the verdict's positive control)."""
+        k = self.count(n)
+        c = self.params.get("canaries", 0)
+        c = k // 2 if c == "half" else int(c)
+        if k + c > n:
+            raise ConfigError("attack.canaries", c, f"at most n - k = {n - k} (the clean training rows)")
+        return c
+
     def check_data(self, data: Dataset) -> None:
-        self.count(len(data.train))
+        self.canaries(len(data.train))
 
     def build(self, data: Dataset, seed: int, env=None) -> dict[str, torch.Tensor]:
         n = len(data.train)
-        k = self.count(n)
+        k, c = self.count(n), self.canaries(n)
         g = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(n, generator=g)[:k].sort().values
+        perm = torch.randperm(n, generator=g)
+        idx = perm[:k].sort().values
         if data.kind == "text":  # noise on the input token embeddings of the real (non-pad) tokens
             if env is None:
                 raise ConfigError("attack.name", self.name, "a scenario build for text (the embedding width)")
             with torch.no_grad():
                 shape = tuple(env.new_model().embed(data.train.x[:1].to(env.device)).shape[1:])  # (L, D)
-            noise = torch.randn((k, *shape), generator=g) * self.params["eps"]
-            noise *= (data.train.x[idx] >= 0).unsqueeze(-1).to(noise.dtype)
         else:
-            noise = torch.randn((k, *data.input_shape), generator=g) * self.params["eps"]
-        return {"poison_idx": idx, "noise": noise}
+            shape = data.input_shape
+        noise = self._draw(data, idx, shape, g)
+        if not c:
+            return {"poison_idx": idx, "noise": noise}
+        # drawn after the poisons' noise from the same generator: a scenario's poisons do not depend on c
+        cidx = perm[k:k + c].sort().values
+        return {"poison_idx": idx, "noise": noise, "canary_idx": cidx, "canary_noise": self._draw(data, cidx, shape, g)}
+
+    def _draw(self, data: Dataset, rows: torch.Tensor, shape: tuple, g: torch.Generator) -> torch.Tensor:
+        noise = torch.randn((len(rows), *shape), generator=g) * self.params["eps"]
+        if data.kind == "text":  # real tokens only
+            noise *= (data.train.x[rows] >= 0).unsqueeze(-1).to(noise.dtype)
+        return noise
 
     def apply(self, data: Dataset, stored: dict[str, torch.Tensor]) -> PoisonedSet:
         idx, noise = stored["poison_idx"].long(), stored["noise"]
+        cidx = stored.get("canary_idx", torch.zeros(0, dtype=torch.long)).long()  # none in older scenarios
+        cnoise = stored.get("canary_noise", noise[:0])
+        rows, every = torch.cat([idx, cidx]), torch.cat([noise, cnoise])
         train, clean = data.train, data.train.x[idx]
         grad_scale = None
-        shift = noise
+        shift = every
         if self.params["space"] == "pixel":
             if data.std is None:
                 raise ConfigError("attack.space", "pixel", "pixel space needs an image dataset with a std")
             inv = (1.0 / data.std).view(-1, *([1] * (noise.dim() - 2)))
-            shift, grad_scale = noise * inv, inv
+            shift, grad_scale = every * inv, inv
         if data.kind == "image":
             x = train.x.clone()
-            x[idx] = clean + shift
+            x[rows] = train.x[rows] + shift
             train = replace(train, x=x)
         else:  # inputs that cannot carry the noise (token ids): the model adds it after embed
             slot = torch.full((len(train),), -1, dtype=torch.long)
-            slot[idx] = torch.arange(idx.numel())
+            slot[rows] = torch.arange(rows.numel())
             train = replace(train, noise=shift, slot=slot)
-        return PoisonedSet(train, idx, clean, noise, self.params["eps"], grad_scale, {"space": self.params["space"]})
+        ps = PoisonedSet(train, idx, clean, noise, self.params["eps"], grad_scale, {"space": self.params["space"]})
+        if len(cidx):
+            ps.canary_idx, ps.canary_clean_x, ps.canary_noise = cidx, data.train.x[cidx], cnoise
+        return ps
 
     # ---- the verdict (docs/verdict.md) -------------------------------------------------------
     verdict_unit = "held-out poisons"
     effect_header = "GUS (held-out)"
-    verdict_columns = ("holdout_gus", "holdout_z", "holdout_tpr_two", "mia_tpr")
-    column_headers = {"holdout_gus": "GUS (best trial)", "holdout_z": "z (best trial)", "holdout_tpr_two": "TPR@1%"}
+    verdict_columns = ("score_var", "canary_kept", "holdout_tpr_two", "mia_tpr")
+    column_headers = {"score_var": "score variance", "canary_kept": "canaries kept",
+                      "holdout_tpr_two": "TPR@1% (best trial)"}
 
     @classmethod
     def verdict_evidence(cls, mine, refs, margin_fraction, ctx) -> Evidence:
         """Units: the held-out poisons, each scored I_z by each run. Runs on one scenario share its
         poisons, so a poison's scores are averaged over the runs first (runs of one model are
         correlated through the same noise; the poisons are independent), then pooled over scenarios.
-          effect:  GUS = mean of those per-poison averages, with a t interval;
-          fails:   two-sided z-test of GUS = 0 with σ = 1: exact for one run (a model that never saw
-                   the noise scores exactly N(0, 1)), conservative for averaged runs (variance <= 1);
-          removes: two one-sided t-tests (sample SD) that |GUS| < δ × |θ_initial's held-out GUS|.
-        θ_retrain's GUS is exactly N(0, 1/n) around 0, so the test compares with that known 0 rather
-        than with θ_retrain's sampled mean, which would only add its noise (twice the variance)."""
+        The tests are raysweep/stats/scores.py's (docs/verdict.md): fails when the scores are shown
+        not to be N(0, 1) (mean or spread), removes when mean, spread and the canaries all pass,
+        signal destroyed when the canaries are shown to have lost their effect. θ_retrain's GUS is
+        exactly N(0, 1/n) around 0, so the mean is compared with that known 0 rather than with
+        θ_retrain's sampled mean, which would only add its noise (twice the variance)."""
         init = _pooled_scores(refs["none"])
         mine_x = _pooled_scores(mine)
-        if mine_x is not None and init is not None:
-            ev = unit_evidence(mine_x, margin_fraction * abs(float(init.mean())), True, null_sd=1.0)
+        if mine_x is not None and init is not None and len(mine_x) > 1:
+            a, b = _canaries(mine, refs["retrain"])
+            margin = margin_fraction * abs(float(init.mean()))
+            t = score_tests(mine_x, margin, margin_fraction, _spread(mine), a, b)
+            ev = unit_evidence(mine_x, margin, True, null_sd=1.0, p_fails=t.p_fails)
+            ev.p_removes, ev.p_destroyed = t.p_removes, t.p_destroyed
+            ev.figures = {"score_var": t.variance, "canary_kept": t.canary_kept, "canary_n": t.n_canary,
+                          "canary_gus": None if a is None else float(np.mean(a)),
+                          "canary_ref": None if b is None else float(np.mean(b)), "p_spread": t.p_spread}
+            if a is None:
+                ev.note = "no canaries in this scenario's runs: the positive control was not checked"
         else:  # summaries only (tables without per-poison scores): GUS, z -> n
             g = mean_of(mine, "holdout_gus")
             gi = mean_of(refs["none"], "holdout_gus")
@@ -155,11 +222,24 @@ class GaussianPoison(Attack):
             ev = Evidence(g, g - 1.96 / math.sqrt(n), g + 1.96 / math.sqrt(n), n, 1.0, 1.0, True, margin,
                           math.erfc(abs(g) * math.sqrt(n) / math.sqrt(2)),
                           tost(g, 1.0, n, margin) if margin is not None else None,
-                          note="per-poison scores not in the tables: SD taken as 1")
+                          note="per-poison scores not in the tables: SD taken as 1, spread and canaries not tested")
         ev.per_run = [float(v) for v in pd.to_numeric(mine.get("holdout_gus"), errors="coerce").dropna()] \
             if "holdout_gus" in mine else []
         ev.runs, ev.scenarios = len(mine), len(per_scenario(mine))
         return ev
+
+    @classmethod
+    def power(cls, evidence: dict, ctx: dict) -> dict | None:
+        """The power line's figures at this report's own n, canaries, θ_initial's effect, m, α, δ
+        (raysweep/stats/power.py)."""
+        ini, ret = evidence.get("none"), evidence.get("retrain")
+        if ini is None or ini.effect is None or not ini.n:
+            return None
+        nc = int(ret.figures.get("canary_n") or 0) if ret is not None else 0
+        c0 = ret.figures.get("canary_ref") if ret is not None else None
+        p_rem, p_fail = gaussian_power(ini.n, float(ini.effect), ctx["m"], ctx["alpha"], ctx["delta"], nc, c0)
+        return {"removes": p_rem, "fails": p_fail, "n": ini.n, "canaries": nc, "unit": cls.verdict_unit,
+                "margin": ini.margin}
 
     @classmethod
     def advice(cls, ev: Evidence, n: int | None) -> str:
@@ -192,4 +272,9 @@ class GaussianPoison(Attack):
                      else f"no method can be shown to remove the poison with {n} held-out poisons (about "
                           f"{math.ceil((norm_ppf(1 - strict) / margin) ** 2)} would let a model that never saw the "
                           "noise be shown to remove it).")
+        text += (f" The spread counts too: **fails** also when the scores' variance is shown above 1 (chi-square; "
+                 f"the smaller of the two p doubled), and **removes** also needs the variance shown below 1 + δ. "
+                 f"**Signal destroyed**: the canaries (noised rows kept in the retain set, never requested; θ_retrain "
+                 f"trains on them too) are shown to keep less than 1 − δ of θ_retrain's canary GUS (paired one-sided "
+                 f"t-test, Holm over {m} methods); **removes** needs them shown to keep more.")
         return text + " **Inconclusive** otherwise, with the number of held-out poisons that would decide."

@@ -43,9 +43,10 @@ def run(args) -> int:
     code = sweep.run(sweep_args)
     if code != 0:
         return code
-    report = build_report(sweep_args.sweep_root)
+    report = build_report(sweep_args.sweep_root, demo=True)  # within 10 minutes: no re-runs (its power line says)
     v = pd.read_csv(Path(report).parent / "verdict.csv")
     print()
     print(v[VERDICT_COLUMNS].to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+    print("\n" + next(line for line in Path(report).read_text().splitlines() if line.startswith("power:")))
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f}s; report: {report}")
     return 0

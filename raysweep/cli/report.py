@@ -14,10 +14,12 @@ def add_parser(sub) -> None:
     p = sub.add_parser("report", help="verdict table, figures, Markdown + HTML, from a sweep's tables")
     add_sweep_arg(p, "a sweep directory, an export folder, or a sweep name under --storage-path")
     p.add_argument("--out", default=None, help="output folder (default: SWEEP/report)")
-    p.add_argument("--seeds", type=int, default=0,
-                   help="re-run each best configuration on N fresh unlearning seeds; the verdict pools them")
-    p.add_argument("--scenario-seeds", type=int, default=0,
-                   help="also on M fresh scenario seeds (new poisons, θ_initial, θ_retrain: prepared once, cached)")
+    p.add_argument("--seeds", type=int, default=defaults.REPORT_SEEDS,
+                   help="re-run each best configuration on N fresh unlearning seeds; the verdict pools them "
+                        f"(default {defaults.REPORT_SEEDS}; 0: the selected trial judges itself)")
+    p.add_argument("--scenario-seeds", type=int, default=defaults.REPORT_SCENARIO_SEEDS,
+                   help="also on M fresh scenario seeds (new poisons, θ_initial, θ_retrain: prepared once, cached; "
+                        f"default {defaults.REPORT_SCENARIO_SEEDS}: the power docs/verdict.md gives)")
     p.add_argument("--margin", type=float, default=None,
                    help=f"equivalence margin of 'removes', a share of θ_initial's effect (default {defaults.MARGIN}; "
                         "docs/verdict.md)")

@@ -85,7 +85,7 @@ def budget_verdicts(cells: list[dict], trials: pd.DataFrame, meta: dict, alpha: 
             tid = f"curve:{m}:{b:g}:{first['seed']}"
             hp = {} if best is None or m not in best.index else \
                 {k: v for k, v in best.loc[m].items() if k.startswith("hp_")}
-            firsts.append({**first, **hp, "status": "finished", "is_best": True, "trial_id": tid,
+            firsts.append({**first, **hp, "status": "finished", "is_best": True, "trial_id": tid, "selected": False,
                            "diverged": bool(g.diverged.fillna(False).astype(bool).any()) if "diverged" in g else False})
             score_rows += [{"method": m, "trial_id": tid, "part": "holdout", "poison": i, "score": v}
                            for i, v in enumerate(first.get("scores") or [])]

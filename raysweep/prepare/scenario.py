@@ -29,6 +29,7 @@ from ..metrics.gus import gus_score_sets
 from ..models import build_model
 from ..registry import load_plugins, loaded_plugins
 from ..runtime import deterministic
+from ..stats.evidence import encode_bits
 from ..version import __version__
 from .train import TrainResult, train
 
@@ -169,6 +170,7 @@ class Scenario:
         if full:
             t_loss, t_correct = per_sample_losses(model, self.data.test)  # one pass: accuracy and MIA
             out["test_acc"] = t_correct.float().mean().item()
+            out.setdefault("test_correct", encode_bits(t_correct.numpy()))  # the accuracy test pairs the images
             f_loss, f_correct = per_sample_losses(model, ps.forget())
             out["forget_acc"] = f_correct.float().mean().item()
             out["forget_loss"] = f_loss.mean().item()
@@ -194,11 +196,21 @@ class Scenario:
             summ = gus_summary(s[rows[part]], c[rows[part]])
             prefix = "" if part == "all" else f"{part}_"
             out.update({f"{prefix}{k}": v for k, v in summ.items()})
-        return out, {"scores": s, "control": c}
+        scores = {"scores": s, "control": c}
+        if full and ps.canary_idx is not None and len(ps.canary_idx):  # the positive control (docs/verdict.md)
+            (cs,) = gus_score_sets(model, ps.canary_clean_x, ps.train.y[ps.canary_idx].cpu(), [ps.canary_noise],
+                                   ps.eps, self.cfg.score, ps.grad_scale)
+            summ = gus_summary(cs)
+            out.update({"canary_k": summ["k"], "canary_gus": summ["gus"], "canary_z": summ["z"]})
+            scores["canary"] = cs
+        return out, scores
 
     def holdout_scores(self, scores: dict) -> dict:
-        """The held-out half's scores as rounded lists (JSON), or {} without noise."""
-        return rounded_scores(scores, self.holdout_rows.long())
+        """The held-out half's scores as rounded lists (JSON), with every canary's, or {} without noise."""
+        out = rounded_scores({k: v for k, v in scores.items() if k != "canary"}, self.holdout_rows.long())
+        if "canary" in scores:
+            out["canary"] = rounded_scores({"canary": scores["canary"]})["canary"]
+        return out
 
 
 def rounded_scores(scores: dict, rows: torch.Tensor | None = None) -> dict:

@@ -21,6 +21,7 @@ from ..explain.figure import report_blocks as why_blocks
 from ..results.layout import require
 from ..results.tables import read_tables
 from ..stats.evidence import missing
+from ..stats.power import POWER_REPS
 from ..sweep.spaces import parse_space
 from ..verdict.judge import DEFAULT_MARGIN, OUTCOMES, judge
 from ..verdict.pool import rerun_best, spread_table
@@ -61,6 +62,7 @@ HEADERS = {"method": "method", "config": "best configuration (chosen on the sear
            "n": "n", "ci": "95 % CI", "p_fails": "p (fails)", "holm_fails": "Holm level (fails)",
            "p_removes": "p (removes)", "holm_removes": "Holm level (removes)",
            "test_acc": "test acc (mean over runs)", "mia_tpr": "MIA TPR@1%", "budget_spent": "budget",
+           "p_destroyed": "p (signal destroyed)", "accuracy": "accuracy vs θ_retrain",
            "verdict": "verdict"}
 
 
@@ -70,16 +72,19 @@ def verdict_view(table: pd.DataFrame, cls) -> pd.DataFrame:
     v["ci"] = [("–" if missing(lo) or missing(hi) else f"[{lo:+.3f}, {hi:+.3f}]")
                for lo, hi in zip(v.effect_lo, v.effect_hi)]
     cols = ["method", "config", "runs", "effect", "ci", "n", "p_fails", "holm_fails", "p_removes", "holm_removes",
-            *cls.verdict_columns, "test_acc", "budget_spent", "verdict"]
+            *(["p_destroyed"] if v.p_destroyed.notna().any() else []), *cls.verdict_columns, "test_acc", "accuracy",
+            "budget_spent", "verdict"]
     return v[cols].rename(columns={**HEADERS, **cls.column_headers, "effect": cls.effect_header})
 
 
 def build_report(path: str | Path, out: str | Path | None = None, alpha: float = D.ALPHA,
                  tolerance: float | None = None, seeds: int = 0, log=None, margin: float = DEFAULT_MARGIN,
-                 scenario_seeds: int = 0) -> Path:
+                 scenario_seeds: int = 0, demo: bool = False) -> Path:
     """Verdict, figures, Markdown + HTML. seeds: fresh unlearning seeds per best configuration;
     scenario_seeds: fresh scenarios (verdict/pool.py); margin: δ, the equivalence margin as a
-    fraction of θ_initial's effect."""
+    fraction of θ_initial's effect. The library call judges what it is given (0, 0: the tables alone);
+    `raysweep report` re-runs by default (defaults.REPORT_SEEDS, REPORT_SCENARIO_SEEDS). demo: the
+    report says that it is the demo's, and what its power is."""
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))
     meta, trials, history, scores = read_tables(path)
     require(meta, path, "attack", "spaces", "versions")
@@ -92,7 +97,8 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
     sr = None
     if seeds or scenario_seeds:
         sr = rerun_best(meta, trials, seeds, scenario_seeds, say)
-        atomic_write_table(sr.drop(columns=["scores", *cls.item_keys], errors="ignore"), out / "seeds.csv")
+        vectors = ["scores", "canary_scores", "test_correct", *cls.item_keys]  # per-item lists: not CSV cells
+        atomic_write_table(sr.drop(columns=vectors, errors="ignore"), out / "seeds.csv")
     j = judge(trials, alpha, tol, attack, meta.get("n_test"), sr, margin, scores, meta)
     verdict = j.table
     atomic_write_table(verdict, out / "verdict.csv")
@@ -117,10 +123,12 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
     counts = (trials[trials.status != "reference"].groupby(["method", "status"]).size().unstack(fill_value=0)
               .reset_index())
     by = {o: tuned[tuned.outcome == o].method.tolist() for o in OUTCOMES}
+    power = power_line(j.ctx, demo)
     removed = tuned[tuned.verdict == "removes the poison"].method.tolist()
     failed_acc = tuned[tuned.accuracy_kept.eq(False)].method.tolist()
-    runs_note = (f"each method's best trial and its re-runs ({seeds} fresh unlearning seed(s), {scenario_seeds} "
-                 "fresh scenario(s))" if sr is not None else "each method's best trial alone (one unlearning seed: "
+    runs_note = (f"the re-runs of each method's best configuration ({seeds} fresh unlearning seed(s) on the sweep's "
+                 f"scenario, {scenario_seeds} fresh scenario(s); the selected trial's own run only where there is no "
+                 "other)" if sr is not None else "each method's best trial alone (one unlearning seed: "
                  "`raysweep report SWEEP --seeds N` re-runs it on N fresh seeds, `--scenario-seeds M` on M fresh "
                  "scenarios)")
     blocks = [
@@ -132,21 +140,31 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
               f"{meta['versions'].get('torch')}."),
         ("h", 2, "Verdict"),
         ("p", f"Each method's configuration was chosen on the search's evidence and is judged on evidence the "
-              f"search did not see, pooled over {runs_note}. Three outcomes for the poison, each with its own test: "
-              f"**fails**: the effect is shown to remain; **removes**: the effect is shown to lie within the "
-              f"equivalence margin of θ_retrain's (δ = {margin:g} of θ_initial's effect); **inconclusive**: "
-              f"neither, with the sample size that would decide. Each family is Holm-corrected over the {j.m} "
-              f"methods at family-wise α = {alpha:g}. Accuracy is a separate condition: mean test accuracy ≥ "
-              f"θ_retrain's ({fmt_acc(verdict.set_index('method'), 'retrain')}) − {tol:g}; a method removes "
-              f"the poison only if both hold. See docs/verdict.md."),
+              f"search did not see, pooled over {runs_note}. Four outcomes for the poison, each with its own test: "
+              f"**fails**: the effect is shown to remain; **signal destroyed**: the canaries (noised samples that "
+              f"stay in the retain set and are never requested) are shown to have lost their effect too, so a fall "
+              f"of the poisons' effect cannot be credited to unlearning; **removes**: the effect is shown to lie "
+              f"within the equivalence margin of θ_retrain's (δ = {margin:g} of θ_initial's effect) and the "
+              f"canaries kept theirs; **inconclusive**: none of these, with the sample size that would decide. "
+              f"Each family is Holm-corrected over the {j.m} methods at family-wise α = {alpha:g}. Accuracy is a "
+              f"non-inferiority test against θ_retrain's ({fmt_acc(verdict.set_index('method'), 'retrain')}) with "
+              f"the tolerance {tol:g} as its margin (kept, below, or undecided); a method removes the poison only "
+              f"if the poison is removed and accuracy is kept. See docs/verdict.md."),
         ("p", cls.verdict_text(j.ctx)),
+        ("p", power),
         ("table", verdict_view(verdict, cls)),
         ("p", f"Measured: {len(removed)} of {len(tuned)} tuned methods remove the poison"
               f"{(': ' + ', '.join(removed)) if removed else ''}. Poison effect shown to remain: "
-              f"{', '.join(by['fails']) or 'none'}; shown gone: {', '.join(by['removes']) or 'none'}; "
-              f"inconclusive: {', '.join(by['inconclusive']) or 'none'}. Accuracy below the tolerance: "
+              f"{', '.join(by['fails']) or 'none'}; signal destroyed (canaries lost too): "
+              f"{', '.join(by['signal destroyed']) or 'none'}; shown gone: {', '.join(by['removes']) or 'none'}; "
+              f"inconclusive: {', '.join(by['inconclusive']) or 'none'}. Accuracy shown below the tolerance: "
               f"{', '.join(failed_acc) or 'none'}."),
     ]
+    if j.ctx.get("selected_judges"):
+        blocks.append(("p", "Note: the selected trial judges itself for " + ", ".join(j.ctx["selected_judges"]) +
+                       " (no fresh run of its configuration): its unlearning seed's luck is part of why the search "
+                       "picked it. `raysweep report` re-runs each pick on fresh seeds by default."))
+    blocks += [("p", f"Note: {n}.") for n in j.ctx.get("accuracy_notes") or []]
     blocks += [("p", c) for c in cls.caution(j.evidence["none"], j.ctx)]
     notes = dict.fromkeys(ev.note for ev in j.evidence.values() if ev.note and ev.effect is not None)
     blocks += [("p", f"Note: {n}.") for n in notes]
@@ -156,7 +174,7 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
     else:
         tested = {m: j.evidence[m] for m in ["none", "retrain", *tuned.method] if m in j.evidence}
         blocks += [("h", 2, "Spread over seeds"),
-                   ("p", f"Every run the verdict pooled: the best trial, {seeds} fresh unlearning seed(s) and "
+                   ("p", f"Every run the verdict pooled: {seeds} fresh unlearning seed(s) and "
                          f"{scenario_seeds} fresh scenario(s) (new poisons and references, prepared once each and "
                          "cached); the pooled effect with its 95 % interval, and the effect of each run. All runs: "
                          "seeds.csv."),
@@ -171,6 +189,28 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
     atomic_write_text(out / "report.html", to_html(blocks, f"raysweep report: {meta['name']}"))
     say(f"[report] written to {out / 'report.md'} and report.html")
     return out / "report.md"
+
+
+def power_line(ctx: dict, demo: bool = False) -> str:
+    """The line beginning `power:`: P(a method as good as θ_retrain is judged removes), then P(one keeping
+    half of θ_initial's effect is judged fails), at this report's own sample (Attack.power)."""
+    pw = ctx.get("power")
+    who = "this demo's report" if demo else "this report"
+    if not pw:
+        return (f"power: not computed for this attack's tests at {who}'s sample (only Gaussian poisoning's tests "
+                "are simulated; docs/verdict.md).")
+    text = (f"power: {pw['removes']:.2f} that a method as good as θ_retrain is judged \"removes\", "
+            f"{pw['fails']:.2f} that one keeping half of θ_initial's effect is judged \"fails\" ({who}: "
+            f"{pw['n']} {pw['unit']}, {pw['canaries']} canaries, margin {pw['margin']:.3f}, Holm over {ctx['m']} "
+            f"methods at α = {ctx['alpha']:g}; {POWER_REPS:,} simulated reports).")
+    if demo:
+        text += (" This is the demo: one scenario, and each pick judges itself; `raysweep report SWEEP` re-runs the "
+                 f"picks on {D.REPORT_SEEDS} fresh seed(s) and {D.REPORT_SCENARIO_SEEDS} fresh scenarios, which the "
+                 "docs size for power ≥ 0.9 and ≥ 0.95 on the default scenario (docs/verdict.md).")
+    elif pw["removes"] < 0.9 or pw["fails"] < 0.95:
+        text += (" Below the 0.9 / 0.95 the defaults aim at: pool more scenarios (`--scenario-seeds`) before "
+                 "reading a \"removes\" or an \"inconclusive\".")
+    return text
 
 
 def fmt_acc(refs: pd.DataFrame, name: str) -> str:

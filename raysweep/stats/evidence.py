@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .exact import mean_ci, noninferiority, norm_ppf, proportion_less, sign_test_greater, tost
+from .exact import mean_ci, noninferiority, norm_ppf, norm_sf, proportion_less, sign_test_greater, tost
 
 
 @dataclass
@@ -40,6 +40,9 @@ class Evidence:
     scenarios: int = 0
     per_run: list = field(default_factory=list)   # the effect of each run: the spread over seeds
     note: str = ""
+    p_destroyed: float | None = None  # p of "the positive control kept its effect": small = the signal was
+    #                                   destroyed rather than the poison removed (canaries; None: no control)
+    figures: dict = field(default_factory=dict)   # the attack's own figures for the verdict table
 
 
 def fmt3(v) -> str:
@@ -170,3 +173,50 @@ def paired_binary(mine: pd.DataFrame, refs: dict[str, pd.DataFrame], key: str, s
     ev.runs, ev.scenarios = len(ev.per_run), len(per_scenario(mine))
     ev.note = "unpaired: per-item results not recorded in this sweep"
     return ev
+
+
+def accuracy_evidence(mine: pd.DataFrame, retrain: pd.DataFrame, tolerance: float,
+                      n_test: int | None) -> dict:
+    """Accuracy as a non-inferiority test with the tolerance as its margin: H0 "the model's test
+    accuracy is at least `tolerance` below θ_retrain's". Per scenario, d_s = the model's accuracy
+    (mean over its runs) − that scenario's θ_retrain's, with its standard error from the test images
+    paired (per-image `test_correct` of both) or, without them, two binomials; over scenarios D =
+    mean d_s, whose SE is the larger of the pooled within-scenario SE and, with two or more
+    scenarios, the spread of d_s over scenarios (which carries θ_retrain's seed-to-seed spread).
+    p_kept small: accuracy shown within the tolerance; p_lost small: shown below it. Without per-image
+    results or a test-set size: a point comparison (p None), said in `note`."""
+    ret = per_scenario(retrain)
+    d, se2, paired = [], [], True
+    for scen, rows in per_scenario(mine).items():
+        r = ret.get(scen)
+        acc_m, acc_r = mean_of(rows, "test_acc"), mean_of(r, "test_acc") if r is not None else None
+        if acc_m is None or acc_r is None:
+            continue
+        bits_r = decode_bits(first(r, "test_correct"))
+        bits_m = [decode_bits(v) for v in rows["test_correct"]] if "test_correct" in rows else [None]
+        if bits_r is not None and all(b is not None and len(b) == len(bits_r) for b in bits_m):
+            di = np.mean(np.stack(bits_m), axis=0) - bits_r
+            d.append(float(di.mean()))
+            se2.append(float(di.var(ddof=1)) / len(di))
+            continue
+        paired = False
+        if not n_test:
+            d.append(acc_m - acc_r)
+            se2.append(float("nan"))
+            continue
+        d.append(acc_m - acc_r)
+        se2.append(acc_m * (1 - acc_m) / (n_test * len(rows)) + acc_r * (1 - acc_r) / n_test)
+    if not d:
+        return {"diff": None, "p_kept": None, "p_lost": None, "se": None, "note": "no test accuracy"}
+    big_d = float(np.mean(d))
+    if any(math.isnan(v) for v in se2):
+        return {"diff": big_d, "p_kept": None, "p_lost": None, "se": None,
+                "note": "accuracy: a point comparison (neither per-image results nor the test-set size recorded)"}
+    se = math.sqrt(sum(se2)) / len(d)
+    if len(d) >= 2:
+        se = max(se, float(np.std(d, ddof=1)) / math.sqrt(len(d)))
+    z = (big_d + tolerance) / se if se > 0 else math.copysign(math.inf, big_d + tolerance)
+    note = "" if len(d) >= 2 else "θ_retrain's seed-to-seed spread not measured (one scenario: --scenario-seeds)"
+    if not paired:
+        note = "; ".join(x for x in (note, "accuracy unpaired: per-image results not recorded") if x)
+    return {"diff": big_d, "se": se, "p_kept": norm_sf(z), "p_lost": norm_sf(-z), "note": note}

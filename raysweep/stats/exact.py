@@ -80,6 +80,71 @@ def t_ppf(p: float, df: float) -> float:
     return (lo + hi) / 2
 
 
+def _gammainc_lower(a: float, x: float) -> float:
+    """The regularised lower incomplete gamma function P(a, x) by its series (used below x = a + 1)."""
+    if x <= 0:
+        return 0.0
+    term = total = 1.0 / a
+    ap = a
+    for _ in range(100_000):
+        ap += 1
+        term *= x / ap
+        total += term
+        if abs(term) < abs(total) * 1e-15:
+            break
+    return min(1.0, total * math.exp(a * math.log(x) - x - math.lgamma(a)))
+
+
+def _gammainc_upper(a: float, x: float) -> float:
+    """Q(a, x) = 1 - P(a, x) by its continued fraction (modified Lentz; used from x = a + 1), so a
+    small upper tail keeps its digits."""
+    tiny = 1e-300
+    b, c, d = x + 1 - a, 1 / tiny, 1 / (x + 1 - a)
+    h = d
+    for i in range(1, 100_000):
+        an = -i * (i - a)
+        b += 2
+        d = an * d + b
+        d = 1 / (d if abs(d) > tiny else tiny)
+        c = b + an / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        if abs(d * c - 1) < 1e-15:
+            break
+    return min(1.0, math.exp(a * math.log(x) - x - math.lgamma(a)) * h)
+
+
+def chi2_cdf(x: float, df: float) -> float:
+    """P(X <= x) for X ~ chi-square with df degrees of freedom."""
+    if x <= 0:
+        return 0.0
+    a, y = df / 2, x / 2
+    return _gammainc_lower(a, y) if y < a + 1 else 1.0 - _gammainc_upper(a, y)
+
+
+def chi2_sf(x: float, df: float) -> float:
+    """P(X > x)."""
+    if x <= 0:
+        return 1.0
+    a, y = df / 2, x / 2
+    return 1.0 - _gammainc_lower(a, y) if y < a + 1 else _gammainc_upper(a, y)
+
+
+def variance_above(s2: float, n: int, sigma2: float = 1.0) -> float:
+    """One-sided chi-square test of a normal sample's variance: p of H0 "variance <= sigma2" from the
+    sample variance s2 of n units (df n - 1). Small p: the spread is shown to exceed sigma2."""
+    if n < 2:
+        return 1.0
+    return chi2_sf((n - 1) * s2 / sigma2, n - 1)
+
+
+def variance_below(s2: float, n: int, sigma2: float) -> float:
+    """p of H0 "variance >= sigma2"; small p: the spread is shown to be below sigma2."""
+    if n < 2:
+        return 1.0
+    return chi2_cdf((n - 1) * s2 / sigma2, n - 1)
+
+
 def z_two_sided(mean: float, n: int, sd: float = 1.0) -> float:
     """Two-sided z-test of mean = 0 with a known per-unit SD."""
     return math.erfc(abs(mean) * math.sqrt(n) / sd / math.sqrt(2))
@@ -185,3 +250,24 @@ def noninferiority_rates(a: int, n_a: int, b: int, n_b: int, margin: float) -> f
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if newcombe_upper(a, n_a, b, n_b, mid) < margin else (lo, mid)
     return norm_sf(lo)
+
+
+def holm_levels(pvalues: dict, alpha: float) -> dict:
+    """Holm's step-down thresholds: the i-th smallest p (i = 0..m-1) is compared with alpha/(m - i);
+    once one is not rejected, none after it is. Returns each name's step threshold."""
+    order = sorted(pvalues, key=lambda n: (pvalues[n], n))
+    m = len(order)
+    return {name: alpha / (m - i) for i, name in enumerate(order)}
+
+
+def holm_reject(pvalues: dict, alpha: float) -> dict:
+    """Holm's step-down procedure at family-wise level alpha: name -> rejected."""
+    order = sorted(pvalues, key=lambda n: (pvalues[n], n))
+    m, out, stopped = len(order), {}, False
+    for i, name in enumerate(order):
+        if not stopped and pvalues[name] <= alpha / (m - i):
+            out[name] = True
+        else:
+            stopped = True
+            out[name] = False
+    return out

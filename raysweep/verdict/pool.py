@@ -43,18 +43,22 @@ def collect_runs(trials: pd.DataFrame, scores: pd.DataFrame | None = None, meta:
         return [float(v) for v in s.sort_values("poison").score] if len(s) else None
 
     for _, r in trials[trials.status == "reference"].iterrows():
-        row = {**r.to_dict(), "scenario": scen, "tuned": True, "seed": None}
+        row = {**r.to_dict(), "scenario": scen, "tuned": True, "seed": None, "selected": False}
         sc = ref_scores.get(r.method)
         if sc and holdout:
             row["scores"] = [float(sc["scores"][i]) for i in holdout]
         else:
             row["scores"] = trial_scores(r.method, r.trial_id if "trial_id" in r else r.method)
-        for key in item_keys:
+        if sc and sc.get("canary"):
+            row["canary_scores"] = [float(v) for v in sc["canary"]]
+        for key in (*item_keys, "test_correct"):
             if missing(row.get(key)):
                 row[key] = (ref_metrics.get(r.method) or {}).get(key)
         rows.append(row)
     for method, r in best_rows(trials).iterrows():
+        # the search's pick, unless the table says otherwise (the budget curve's first seed is a fresh run)
         row = {**r.to_dict(), "method": method, "scenario": scen, "tuned": True,
+               "selected": True if missing(r.get("selected")) else bool(r.get("selected")),
                "seed": seed if missing(r.get("seed")) else r.get("seed")}
         row["scores"] = trial_scores(method, r.get("trial_id"))
         rows.append(row)
@@ -63,8 +67,21 @@ def collect_runs(trials: pd.DataFrame, scores: pd.DataFrame | None = None, meta:
         extra = seeds.copy()
         if "scenario" not in extra:  # a table of one run per fresh scenario, keyed by its seed
             extra["scenario"], extra["tuned"] = "seed " + extra["seed"].astype(str), False
+        extra["selected"] = False
         out = pd.concat([out, extra], ignore_index=True)
     return out
+
+
+def judged_runs(every: pd.DataFrame, uses_tuned_scenario: bool = True, need: str | None = None) -> pd.DataFrame:
+    """The runs a verdict pools: the selected trial's own run only for a method with no other run (with
+    column `need` measured, if given): its unlearning seed's luck is part of why the search selected it;
+    and the sweep's scenario only for an attack whose verdict units the search did not see there."""
+    runs = every if uses_tuned_scenario else every[~every["tuned"].fillna(False).astype(bool)]
+    sel = runs["selected"].fillna(False).astype(bool) if "selected" in runs else pd.Series(False, index=runs.index)
+    has = runs[need].notna() if need and need in runs else pd.Series(need is None, index=runs.index)
+    others = runs[~sel & has].groupby("method").size()
+    drop = sel & runs["method"].map(lambda m: others.get(m, 0) > 0).astype(bool)
+    return runs[~drop]
 
 
 def rerun_best(meta: dict, trials: pd.DataFrame, n_seeds: int, n_scenarios: int, log,

@@ -24,8 +24,10 @@ def test_demo_pipeline_on_the_tiny_scenario(prepared_tiny):
     assert set(verdict.method) == methods | {"none", "retrain"}
     judged = verdict[verdict.status == "tuned"]
     assert len(judged) == 8
-    assert judged.verdict.str.match(r"^(removes the poison|fails: .+|inconclusive: .+)").all()
-    assert set(judged.outcome) <= {"fails", "removes", "inconclusive"}
+    assert judged.verdict.str.match(
+        r"^(removes the poison|fails: .+|signal destroyed, not removed.*|inconclusive: .+)").all()
+    assert "power: " in out.stdout and "This is the demo" in out.stdout  # its own power line
+    assert set(judged.outcome) <= {"fails", "signal destroyed", "removes", "inconclusive"}
     for m in methods:
         assert m in out.stdout  # the verdict table is printed
     sweep = report.parents[1]
