@@ -73,20 +73,38 @@ def best_hparams(r: pd.Series) -> dict:
 
 
 def run_config(scen, r: pd.Series, method: str, meta: dict, seed: int, log, budget: float | None = None,
-           keep_model: bool = False) -> dict:
+               keep_model: bool = False, discovery: float = 1.0, relearn: float = 0.0) -> dict:
     """One run of the configuration in row `r`; budget: the sweep's cap x the row's cap_share unless
     given (the budget curve, raysweep/curve/, passes its own); keep_model: the unlearned model too,
-    under "model" (raysweep/explain/ measures it)."""
+    under "model" (raysweep/explain/ measures it); discovery: the share of the poisons requested
+    (`Scenario.discovered`); relearn > 0: the relearning probe after it (`relearn_probe`, that share of
+    the budget), its figures prefixed relearn_."""
     # the method's own Hyper validates and converts (3.0 -> 3 for integer fields)
     hp = best_hparams(r)
     if budget is None:
         share = r.get("cap_share")
         budget = float(meta["config"]["budget"]) * (1.0 if missing(share) else float(share))
-    log(f"[report] {method}: seed {seed} on scenario {scen.hash}")
+    log(f"[report] {method}: seed {seed} on scenario {scen.hash}" + (f", {discovery:g} of the poisons found"
+                                                                       if discovery < 1 else ""))
     every = (meta.get("config") or {}).get("checkpoint_every")  # a diverged run restores what its trial did
-    res = unlearn_scenario(scen, method, budget, hp, seed, **({"checkpoint_every": every} if every else {}))
-    return {**evaluated(scen, res.model), "budget_spent": res.budget_spent, "diverged": res.diverged,
-            "unlearn_wall_s": res.wall_s, **({"model": res.model} if keep_model else {})}
+    view = scen.discovered(discovery)
+    res = unlearn_scenario(view, method, budget, hp, seed, **({"checkpoint_every": every} if every else {}))
+    out = {**evaluated(view, res.model), "budget_spent": res.budget_spent, "diverged": res.diverged,
+           "unlearn_wall_s": res.wall_s}
+    if relearn:
+        out.update({f"relearn_{k}": v for k, v in relearn_probe(scen, res.model, relearn * budget, seed).items()})
+    return {**out, **({"model": res.model} if keep_model else {})}
+
+
+def relearn_probe(scen, model, budget: float, seed: int) -> dict:
+    """Fine-tune `model` (in place) on the retain set without any poison (the scenario's own: also after a
+    partial request, whose undiscovered poisons are left out here) with GD at the scenario's training
+    learning rate, for `budget` of the training compute; the model's figures after it. The probe asks
+    whether a removed effect comes back from the retain data alone (docs/discovery.md)."""
+    ps = scen.poisoned
+    res = run_unlearning(METHODS.get("gd", "method")(), model, ps.forget(), ps.retain(), ps.train, budget,
+                         scen.train_compute, {"lr": float(scen.cfg.train.lr)}, seed)
+    return {**evaluated(scen, res.model), "budget_spent": res.budget_spent}
 
 
 def evaluated(scen, model) -> dict:

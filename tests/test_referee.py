@@ -214,3 +214,45 @@ def test_canaries_stay_in_the_retain_set_and_are_never_requested():
         make_attack("gaussian", {"k": 60, "canaries": 400}).check_data(data)
     with pytest.raises(ConfigError, match="attack.canaries"):
         make_attack("gaussian", {"k": 60, "canaries": -1})
+
+
+@pytest.mark.slow
+def test_heavy_parameter_noise_is_judged_signal_destroyed_not_removed(tmp_path):
+    """A real 'method' that only scrambles: θ_initial with heavy Gaussian noise on every parameter. Its
+    poisons' GUS falls toward 0, and so does its canaries': the verdict must not credit it with
+    removing the poison. tiny-poison with 300 canaries, seed 0, one thread."""
+    import torch
+
+    from raysweep.artifacts import LocalStore
+    from raysweep.config import load_scenario
+    from raysweep.prepare.scenario import Scenario, prepare
+    from raysweep.runs import evaluated
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = load_scenario("tiny-poison", ["attack_params.canaries=300"])
+        store = LocalStore(tmp_path)
+        manifest, _ = prepare(cfg, store, "cpu", log=lambda m: None)
+        scen = Scenario.load(store, cfg)
+        model = scen.new_model("initial")
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn(p.shape, generator=g) * 10 * p.std().clamp_min(1e-3))
+        run = evaluated(scen, model)
+    finally:
+        torch.set_num_threads(threads)
+    ref = manifest["metrics"]
+    assert ref["retrain"]["canary_z"] < -3  # the premise: θ_retrain carries the canaries' effect
+    rows = [dict(method=r, trial_id=r, status="reference", is_best=False, test_acc=ref[w]["test_acc"],
+                 test_correct=ref[w]["test_correct"]) for r, w in (("none", "initial"), ("retrain", "retrain"))]
+    rows.append(dict(method="noise", trial_id="noise-1", status="finished", is_best=True, test_acc=run["test_acc"],
+                     hp_lr=1.0, cap_share=1.0, diverged=False, seed=0))
+    meta = {"scenario": scen.hash, "holdout_rows": scen.holdout_rows.tolist(), "config": {"seed": 0},
+            "reference_scores": manifest["reference_scores"], "references": {}}
+    seeds = pd.DataFrame([{**{k: v for k, v in run.items()}, "scenario": scen.hash, "tuned": True, "seed": 1,
+                           "method": "noise"}])
+    v = judge(pd.DataFrame(rows), attack="gaussian", meta=meta, seeds=seeds).table.set_index("method")
+    assert v.loc["noise", "outcome"] == "signal destroyed", v.loc["noise", ["effect", "p_fails", "p_destroyed"]]
+    assert v.loc["noise", "verdict"].startswith("signal destroyed, not removed")

@@ -43,18 +43,26 @@ class PoisonedSet:
     canary_idx: torch.Tensor | None = None
     canary_clean_x: torch.Tensor | None = None
     canary_noise: torch.Tensor | None = None
+    # partial discovery (Scenario.discovered): positions into the k poisons that are requested for unlearning;
+    # None: all of them. The others stay in the retain set, as undiscovered poisons would.
+    request: torch.Tensor | None = None
 
     @property
     def k(self) -> int:
         return int(self.poison_idx.numel())
 
+    @property
+    def requested_idx(self) -> torch.Tensor:
+        """Rows of `train` requested for unlearning: every poison, or the discovered ones."""
+        return self.poison_idx if self.request is None else self.poison_idx[self.request.long()]
+
     def retain_idx(self) -> torch.Tensor:
         keep = torch.ones(len(self.train), dtype=torch.bool)
-        keep[self.poison_idx] = False
+        keep[self.requested_idx] = False
         return keep.nonzero().squeeze(1)
 
     def forget(self) -> Split:
-        return self.train.subset(self.poison_idx)
+        return self.train.subset(self.requested_idx)
 
     def retain(self) -> Split:
         return self.train.subset(self.retain_idx())
@@ -138,6 +146,7 @@ class Attack:
     takes_level: float = ALPHA
     takes_rule: str = f"its own test against θ_retrain, p < {ALPHA:g}"
     spread_columns: tuple[str, ...] = ()  # the attack's figures shown per seed by `prepare --seeds`
+    discoverable: bool = False  # its verdict units are poisons, each found or not (`raysweep discovery`)
 
     @classmethod
     def verdict_evidence(cls, mine: "pd.DataFrame", refs: dict, margin_fraction: float, ctx: dict) -> Evidence:

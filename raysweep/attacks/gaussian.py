@@ -86,6 +86,7 @@ class GaussianPoison(Attack):
     takes_level = 0.0027  # |z| > 3 on the held-out half (issue 11's bar for a preset)
     takes_rule = "held-out half |z| > 3"
     spread_columns = ("z", "holdout_z", "control_z", "holdout_control_z")
+    discoverable = True
 
     @classmethod
     def check(cls, params: dict) -> dict:

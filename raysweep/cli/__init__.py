@@ -6,6 +6,7 @@
     raysweep export  SWEEP [--format parquet|csv] [--out DIR]
     raysweep report  SWEEP [--out DIR] [--seeds N]
     raysweep curve   SWEEP [--budgets 0.02,...,1.0] [--seeds N]     the budget axis up to retraining's compute
+    raysweep discovery SWEEP [--fractions 0.1,...,1.0] [--relearn 0.5]   partial discovery, relearning
     raysweep explain SWEEP [--draws 3] [--m 32]                  H1 / H2: why unlearning fails
     raysweep demo    [--trials 3] [--budget 0.1]     prepare + sweep every method + report, on the bundled data
 
@@ -18,10 +19,10 @@ import sys
 
 from ..errors import RaysweepError
 from ..runtime import quick_exit
-from . import curve, demo, explain, export, prepare, report, sweep, unlearn
+from . import curve, demo, discovery, explain, export, prepare, report, sweep, unlearn
 from .common import Parser, check_targets
 
-VERBS = (prepare, unlearn, sweep, export, report, curve, explain, demo)
+VERBS = (prepare, unlearn, sweep, export, report, curve, discovery, explain, demo)
 
 
 def build_parser() -> Parser:

@@ -49,6 +49,9 @@ def add_parser(sub) -> None:
     p.add_argument("--evidence", default=D.evidence, metavar="best|all",
                    help="full evaluation (test set, MIA, held-out poisons) of each method's best trial after the "
                         "search (best, default), or inside every trial (all)")
+    p.add_argument("--discovery", type=float, default=D.discovery, metavar="F",
+                   help="share of the poisons the defender found and requests, in (0, 1] (default 1: all); the "
+                        "rest stays in the retain set and the search tunes on the found tuning half")
     p.add_argument("--optuna-storage", default=None, metavar="URL",
                    help="keep each method's Optuna study there (sqlite:///sweeps.db, postgresql://..., "
                         "journal:///PATH); open it with optuna-dashboard URL (docs/observe.md)")
@@ -85,6 +88,7 @@ def run(args) -> int:
                             max_concurrent=args.max_concurrent, multi_objective=args.multi_objective,
                             tolerance=args.tolerance, seed=args.seed, checkpoint_every=args.checkpoint_every,
                             spaces_dir=args.spaces_dir, device=args.device, evidence=args.evidence,
+                            discovery=args.discovery,
                             optuna_storage=optuna_storage,
                             mlflow=None if args.mlflow is None else check_mlflow_uri(args.mlflow)).check()
     for m in methods:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import platform
 import shutil
 import sys
@@ -23,7 +24,7 @@ from ..attacks import Attack, BuildEnv, PoisonedSet, make_attack
 from ..config import ScenarioConfig, scenario_from_dict, to_dict
 from ..data import Dataset, load_dataset
 from ..defaults import PARALLEL_MIN_SAMPLE_GRADS, REFERENCES, check_references
-from ..errors import ArtifactError, ConfigError
+from ..errors import ArtifactError, ConfigError, check_number
 from ..metrics import evaluate, gus_summary, loss_mia, per_sample_losses
 from ..metrics.gus import gus_score_sets
 from ..models import build_model
@@ -205,12 +206,41 @@ class Scenario:
             scores["canary"] = cs
         return out, scores
 
+    def discovered(self, fraction: float) -> "Scenario":
+        """The scenario as a defender who found only `fraction` of the poisons sees it: the forget set is a
+        seeded subset (nested: the poisons found at 0.1 are among those found at 0.25), the undiscovered
+        rest stays in the retain set, and the tuning half is its discovered part. θ_initial, θ_retrain and
+        the evidence are the scenario's own (nothing is retrained). fraction 1: the scenario itself."""
+        check_discovery(fraction)
+        if fraction >= 1:
+            return self
+        found = discovered_rows(self.cfg.seed, self.poisoned.k, fraction)
+        ps = replace(self.poisoned, request=found)
+        return replace(self, poisoned=ps, tune_rows=self.tune_rows[torch.isin(self.tune_rows.long(), found)])
+
+    def holdout_found(self, fraction: float) -> torch.Tensor:
+        """[k/2] bool: which held-out poisons (in `holdout_rows` order) a defender at `fraction` found."""
+        return torch.isin(self.holdout_rows.long(), discovered_rows(self.cfg.seed, self.poisoned.k, fraction))
+
     def holdout_scores(self, scores: dict) -> dict:
         """The held-out half's scores as rounded lists (JSON), with every canary's, or {} without noise."""
         out = rounded_scores({k: v for k, v in scores.items() if k != "canary"}, self.holdout_rows.long())
         if "canary" in scores:
             out["canary"] = rounded_scores({"canary": scores["canary"]})["canary"]
         return out
+
+
+def check_discovery(fraction, field: str = "discovery") -> float:
+    """The discovered share of the poisons: in (0, 1]."""
+    return check_number(field, fraction, lo=0, hi=1, lo_open=True, what="the share of the poisons the defender "
+                        "found and requests to unlearn")
+
+
+def discovered_rows(seed: int, k: int, fraction: float) -> torch.Tensor:
+    """Positions (into the k poisons) found at `fraction`: the first ceil(fraction * k) of one seeded
+    permutation per scenario, so smaller fractions find subsets of larger ones."""
+    order = torch.randperm(k, generator=torch.Generator().manual_seed(derive_seed(seed, "discovery")))
+    return order[: max(1, math.ceil(fraction * k - 1e-9))].sort().values
 
 
 def rounded_scores(scores: dict, rows: torch.Tensor | None = None) -> dict:

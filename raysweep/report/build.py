@@ -17,6 +17,7 @@ from .. import defaults as D
 from ..artifacts import atomic_write_table, atomic_write_text
 from ..attacks import ATTACKS
 from ..curve.figure import report_blocks as curve_blocks
+from ..discovery.figure import report_blocks as discovery_blocks
 from ..explain.figure import report_blocks as why_blocks
 from ..results.layout import require
 from ..results.tables import read_tables
@@ -180,6 +181,7 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
                          "seeds.csv."),
                    ("table", spread_table(j.runs, tested, cls.effect_header))]
     blocks += curve_blocks(path, out, cls.effect_header, tol)  # the budget curve, when `raysweep curve` has run
+    blocks += discovery_blocks(path, out, cls.effect_header)  # when `raysweep discovery` has run
     blocks += why_blocks(path, out)  # "Why: H1 and H2", when `raysweep explain` has run
     blocks.append(("h", 2, "Figures"))
     for p, caption in figs:

@@ -99,7 +99,7 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool
                           device="cuda" if res["gpu"] > 0 else "cpu", bundle=bundle,
                           store=None if use_bundle else store, scenario_hash=scen.hash,
                           data_dir=data_dir, sweep_root=str(root), plugins=loaded_plugins(),
-                          evidence=cfg.evidence)
+                          evidence=cfg.evidence, discovery=cfg.discovery)
              for m in cfg.methods}
     trainable = tune.with_resources(tune.with_parameters(unlearn_trial, specs=specs), res)
     path = root / EXPERIMENT

@@ -41,6 +41,7 @@ class SweepConfig:
     optuna_storage: str | None = None  # keep each method's Optuna study there (sqlite:///sweeps.db, ...)
     mlflow: str | None = None        # log every trial to this MLflow tracking URI (a folder or a server)
     evidence: str = D.EVIDENCE       # full evaluation: of each method's best trial after the search, or of "all"
+    discovery: float = 1.0           # share of the poisons requested (found); the rest stays in the retain set
 
     def check(self) -> "SweepConfig":
 
@@ -53,6 +54,8 @@ class SweepConfig:
             raise ConfigError("methods", ",".join(self.methods), "each method once")
         check_number("trials", self.trials, lo=1, hi=D.MAX_TRIALS, integer=True)
         D.check_budget(self.budget)
+        check_number("discovery", self.discovery, lo=0, hi=1, lo_open=True,
+                     what="the share of the poisons found and requested (docs/discovery.md)")
         check_number("cpus_per_trial", self.cpus_per_trial, lo=0, lo_open=True)
         if self.gpus_per_trial is not None:
             check_number("gpus_per_trial", self.gpus_per_trial, lo=0)

@@ -52,6 +52,7 @@ class TrialSpec:
     sweep_root: str | None = None   # the sweep directory (its done/ markers make a finished trial replayable)
     plugins: str = ""               # the driver's plug-ins ($RAYSWEEP_PLUGINS form), loaded by each trial first
     evidence: str = EVIDENCE        # best: full evaluation after the search, of the best trials only (evidence.py)
+    discovery: float = 1.0          # share of the poisons requested: Scenario.discovered (tuned on their half)
 
 
 def unlearn_trial(config: dict, specs: dict[str, TrialSpec]) -> None:
@@ -70,7 +71,7 @@ def unlearn_trial(config: dict, specs: dict[str, TrialSpec]) -> None:
     torch.set_num_threads(max(1, spec.threads))
     t0 = time.perf_counter()
     attempt = round(time.time(), 3)  # tells this attempt's reports from an earlier, failed attempt's
-    scen = cached_scenario(spec)
+    scen = cached_scenario(spec).discovered(spec.discovery)
     params = {**spec.fixed, **config}
     share = float(params.pop("cap_share", 1.0))
     budget = spec.budget * share

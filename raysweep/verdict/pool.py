@@ -60,7 +60,9 @@ def collect_runs(trials: pd.DataFrame, scores: pd.DataFrame | None = None, meta:
         row = {**r.to_dict(), "method": method, "scenario": scen, "tuned": True,
                "selected": True if missing(r.get("selected")) else bool(r.get("selected")),
                "seed": seed if missing(r.get("seed")) else r.get("seed")}
-        row["scores"] = trial_scores(method, r.get("trial_id"))
+        found = trial_scores(method, r.get("trial_id"))
+        if found is not None or not isinstance(row.get("scores"), list):  # a table may carry them in the row
+            row["scores"] = found
         rows.append(row)
     out = pd.DataFrame(rows)
     if seeds is not None and len(seeds):
