@@ -128,13 +128,22 @@ def test_explain_writes_numbers_tables_figures_and_the_report_section(sweep_dir,
     assert h1["param_ratio"] == pytest.approx(h1["param_retrain"] / h1["param_random_mean"])
     P = res["P"]
     assert P == sum(p.numel() for p in scen.new_model().parameters())
-    h2 = {(r["direction"][:1], r["span"]): r for r in res["h2"]["rows"]}
-    assert set(h2) == {("Δ", "retain gradients"), ("Δ", "forget gradients"), ("r", "retain gradients"),
-                       ("r", "forget gradients")}
-    for r in h2.values():
+    h2 = {(r["direction"].split(" ")[0], r["span"]): r for r in res["h2"]["rows"]}
+    assert set(h2) == {(d, s) for d in ("Δ", "Δ_rand", "random") for s in ("retain gradients", "forget gradients")}
+    assert len(res["h2"]["rows"]) == 2 * (2 + DRAWS)  # Δ, an isotropic direction and one Δ_rand per draw, per span
+    for r in res["h2"]["rows"]:
         assert 0 <= r["share"] <= 1 + 1e-9 and 1 <= r["rank"] <= 4 and r["expected_random_share"] == r["rank"] / P
+    # H2's control is computed: Δ_rand = θ_random − θ_initial for every draw, its spread, the comparison
+    for span, c in res["h2"]["control"].items():
+        assert len(c["control"]) == DRAWS and c["control_sd"] is not None and isinstance(c["differs"], bool)
+        assert c["delta"] == h2[("Δ", span)]["share"]
+    # H1 on the convex proxy: a strictly convex fit, so the shifts are the data's
+    cv = h1["convex"]
+    assert cv["features"] > 0 and cv["shift_poisons"] > 0 and len(cv["shift_random"]) == DRAWS
+    assert cv["ratio"] == pytest.approx(cv["shift_poisons"] / cv["shift_random_mean"])
     (gd,) = res["methods"]
     assert gd["method"] == "gd" and gd["update_norm"] > 0
+    assert gd["update_norm_with_buffers"] >= gd["update_norm"] and gd["buffer_update_norm"] >= 0
     assert gd["covered"] == pytest.approx(1 - gd["distance_to_retrain"] / h1["param_retrain"])
     assert -1 <= gd["cos_update_delta"] <= 1 and 0 < gd["budget_spent"] <= 0.05 + 1e-9  # cap_share 0.5 of 0.1
     interp = res["interpolation"]["rows"]
@@ -146,11 +155,12 @@ def test_explain_writes_numbers_tables_figures_and_the_report_section(sweep_dir,
     assert interp[0]["param_distance_to_initial"] == 0.0
     assert interp[-1]["param_distance_to_initial"] == pytest.approx(h1["param_retrain"], rel=1e-9)
     assert len(pd.read_csv(out / "h1.csv")) == 1 + DRAWS and len(pd.read_csv(out / "interpolation.csv")) == 3
-    assert len(pd.read_csv(out / "h2.csv")) == 4 and list(pd.read_csv(out / "methods.csv").method) == ["gd"]
+    assert len(pd.read_csv(out / "h2.csv")) == 2 * (2 + DRAWS) and list(pd.read_csv(out / "methods.csv").method) == \
+        ["gd"]
     figs = {n: json.loads((out / f"{n}.json").read_text())["panels"] for n in
             ("h1_distances", "h2_shares", "interpolation")}
     assert [p["bars"] for p in figs["h1_distances"]] == [1 + DRAWS, 1 + DRAWS, 1]
-    assert figs["h2_shares"][0]["bars"] == 4 and figs["h2_shares"][0]["lines"] == 1  # shares and the r/P line
+    assert figs["h2_shares"][0]["bars"] == 2 * (2 + DRAWS) and figs["h2_shares"][0]["lines"] == 1  # and r/P
     assert [p["title"] for p in figs["interpolation"]] == ["GUS z (all poisons)", "test accuracy"]
     assert figs["interpolation"][0]["line_points"] == 3 + 4  # the curve and the ±2.576 lines
     from raysweep.explain.figure import report_blocks
@@ -173,3 +183,28 @@ def test_bad_options_exit_2_naming_the_field_before_anything_runs(tmp_path, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith(f"raysweep: error: {field} is not valid")
     assert not (tmp_path / "no-such-sweep").exists()
+
+
+def test_a_method_that_changes_only_batchnorm_buffers_shows_a_non_zero_update(scen):
+    from raysweep.explain import geometry as geo
+
+    a, b = scen.new_model("initial"), scen.new_model("initial")
+    bn = next(m for m in b.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn.running_mean += 0.5  # what a bn=train pass over noisy batches does, with no parameter step
+    assert geo.distance(geo.flat(a), geo.flat(b)) == 0.0
+    assert geo.distance(geo.flat_buffers(a), geo.flat_buffers(b)) == pytest.approx(0.5 * bn.running_mean.numel() ** 0.5)
+
+
+def test_the_convex_proxy_fit_converges_to_the_unique_optimum():
+    from raysweep.explain.convex import L2, fit_head
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(300, 5, generator=g, dtype=torch.float64)
+    y = (X[:, 0] + 0.3 * torch.randn(300, generator=g, dtype=torch.float64) > 0).long()
+    W = fit_head(X, y, 2).requires_grad_(True)
+    Xb = torch.cat([X, torch.ones(300, 1, dtype=torch.float64)], 1)
+    loss = torch.nn.functional.cross_entropy(Xb @ W, y) + 0.5 * L2 * (W[:-1] ** 2).sum()
+    (grad,) = torch.autograd.grad(loss, W)
+    assert float(grad.abs().max()) < 1e-6  # stationary: the minimiser of a strictly convex objective
+    perm = torch.randperm(300, generator=g)
+    assert torch.allclose(fit_head(X[perm], y[perm], 2), W.detach(), atol=1e-5)  # the same optimum in any order

@@ -48,6 +48,15 @@ def report_blocks(sweep: str | Path, out: Path, effect_header: str = "effect") -
         return []
     fig = discovery_figure(verdict, out, effect_header)
     probe = "after probe" in summary and summary["after probe"].notna().any()
+    ret = pd.DataFrame()
+    if (root / "discovery.csv").is_file():
+        runs = pd.read_csv(root / "discovery.csv")
+        ret = runs[runs.method == "retrain"] if "method" in runs else ret
+    control = []
+    if probe and len(ret) and "relearn_holdout_gus" in ret:
+        g0, g1 = (pd.to_numeric(ret[c], errors="coerce").mean() for c in ("holdout_gus", "relearn_holdout_gus"))
+        control = [("p", f"θ_retrain probed the same way (it never saw a poison, so nothing can come back): held-out "
+                         f"GUS {g0:+.3f} before the probe, {g1:+.3f} after ({len(ret)} seed(s)).")]
     return [("h", 2, "Partial discovery and relearning"),
             ("p", "Each method's best configuration re-run with only a share f of the poisons requested (the "
                   "undiscovered rest left in the retain set; θ_initial and θ_retrain unchanged), judged like the "
@@ -56,6 +65,6 @@ def report_blocks(sweep: str | Path, out: Path, effect_header: str = "effect") -
                      "again: an effect returns when it was not shown to remain before the probe and is after it"
                      if probe else "") + ". Tables: discovery/discovery.parquet, discovery/discovery_verdict.csv; "
                   "docs/discovery.md."),
-            ("table", summary),
+            ("table", summary), *control,
             ("img", fig.name, f"held-out effect ({effect_header}, 95 % band) of the found, hidden and all poisons "
                               "against the share found, one panel per method")]

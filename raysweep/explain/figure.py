@@ -53,8 +53,10 @@ def h2_figure(result: dict, out: Path) -> Path:
     n = 2 if methods else 1
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.2), layout="constrained", squeeze=False)
     ax = axes[0][0]
-    labels = [f"{'Δ' if r['direction'].startswith('Δ') else 'random'} in\n{r['span']}" for r in rows]
-    colors = ["tab:purple" if r["direction"].startswith("Δ") else "tab:gray" for r in rows]
+    kind = lambda r: "Δ" if r["direction"].startswith("Δ =") else "Δ_rand" if r["direction"].startswith(  # noqa: E731
+        "Δ_rand") else "random"
+    labels = [f"{kind(r)} in\n{r['span']}" for r in rows]
+    colors = [{"Δ": "tab:purple", "Δ_rand": "tab:orange", "random": "tab:gray"}[kind(r)] for r in rows]
     _bars(ax, labels, [r["share"] for r in rows], colors, f"span of m = {rows[0]['m']} batch gradients at θ_initial",
           "squared share in the span")
     ax.set_yscale("log")
@@ -125,20 +127,19 @@ def report_blocks(sweep: str | Path, out: str | Path) -> list[tuple]:
         for ext in (".png", ".json"):
             if (src / f"{name}{ext}").is_file() and src.resolve() != out.resolve():
                 atomic_write(out / f"{name}{ext}", lambda tmp, f=src / f"{name}{ext}": shutil.copyfile(f, tmp))
-    h1, h2 = res["h1"], res["h2"]["rows"]
+    h1 = res["h1"]
     fades = res["interpolation"]["fades_at"]
     blocks = [("h", 2, "Why: H1 and H2"),
               ("p", f"`raysweep explain` (docs/explain.md): {res['options']['draws']} θ_random draws, m = "
                     f"{res['options']['m']} batch gradients, P = {res['P']} parameters (BatchNorm running statistics "
-                    "excluded from distances)."),
+                    "measured beside the parameter distances: buffer_update_norm)."),
               ("p", f"H1, model shift: ||θ_initial − θ_retrain|| = {_fmt(h1['param_retrain'])} against "
                     f"{_fmt(h1['param_random_mean'])} for retraining without k random clean samples (ratio "
                     f"{_fmt(h1['param_ratio'])}; two random draws differ by {_fmt(h1['param_random_pairwise_mean'])});"
                     f" mean KL on the test split {_fmt(h1['kl_retrain'])} against {_fmt(h1['kl_random_mean'])}."),
               _table(src, "h1"),
-              ("p", f"H2, orthogonal subspace: squared share of Δ = θ_retrain − θ_initial in the span of the retain "
-                    f"gradients {_fmt(h2[0]['share'])}, of the forget gradients {_fmt(h2[2]['share'])}; a random "
-                    f"direction {_fmt(h2[1]['share'])} (expected r/P = {_fmt(h2[0]['expected_random_share'])})."),
+              *([("p", convex_text(h1["convex"]))] if h1.get("convex") else []),
+              ("p", h2_text(res)),
               _table(src, "h2")]
     if (src / "methods.csv").is_file() and res["methods"]:
         blocks += [("p", "Each method's best model against Δ: covered = 1 − ||θ_unlearned − θ_retrain|| / ||Δ||, "
@@ -151,6 +152,31 @@ def report_blocks(sweep: str | Path, out: str | Path) -> list[tuple]:
                (("h1_distances", "H1: distances from θ_initial"), ("h2_shares", "H2: shares of Δ in gradient spans"),
                 ("interpolation", "GUS z and test accuracy along θ(α)")) if (src / f"{name}.png").is_file()]
     return blocks
+
+
+def convex_text(c: dict) -> str:
+    """H1 on the convex proxy, in words."""
+    sd = f" ± {_fmt(c['shift_random_sd'])}" if c.get("shift_random_sd") is not None else ""
+    return (f"H1 on the convex proxy (a linear head on θ_initial's frozen {c['features']} features, L2 {c['l2']:g}, "
+            f"fitted to convergence): removing the k poisons moves it by {_fmt(c['shift_poisons'])}, removing k "
+            f"random clean samples by {_fmt(c['shift_random_mean'])}{sd} (ratio {_fmt(c['ratio'])}).")
+
+
+def h2_text(res: dict) -> str:
+    """H2 with its control: Δ's share beside Δ_rand's (θ_random − θ_initial), claimed only where they differ."""
+    h2, control = res["h2"]["rows"], res["h2"].get("control") or {}
+    parts = []
+    for span, c in control.items():
+        sd = "" if c["control_sd"] is None else f" ± {_fmt(c['control_sd'])}"
+        verdict = {True: "differs by more than twice the control's spread", False: "within twice the control's "
+                   "spread: not distinguishable from two diverged runs", None: "one draw: no spread to compare"}
+        parts.append(f"{span}: Δ {_fmt(c['delta'])}, Δ_rand {_fmt(c['control_mean'])}{sd} ({verdict[c['differs']]})")
+    rand = next((r for r in h2 if r["direction"].startswith("random")), h2[0])
+    return ("H2: squared share of Δ = θ_retrain − θ_initial in the span of the gradients (orthogonal subspace), "
+            "beside its control Δ_rand = θ_random − θ_initial (a retraining without k random clean samples, "
+            "diverged from θ_initial as much by chance): " + "; ".join(parts) +
+            f". An isotropic random direction: {_fmt(rand['share'])} (expected r/P = "
+            f"{_fmt(rand['expected_random_share'])}).")
 
 
 def fades_text(fades) -> str:

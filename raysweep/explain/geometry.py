@@ -2,9 +2,10 @@
 per-batch gradients and the share of a direction inside it, and the straight line θ(α) between two models.
 
 Parameter vectors are the model's trainable parameters (`named_parameters`, in order) flattened into one
-float64 vector; BatchNorm running statistics are buffers, not parameters, and are left out of every
-distance, cosine and span (they have no gradient). `interpolate` carries every state-dict entry, buffers
-included, so θ(0) and θ(1) are exactly the two end models.
+float64 vector; BatchNorm running statistics are buffers, not parameters: they have no gradient, so they
+stay out of the spans and cosines, and are measured beside every distance (`flat_buffers`: a method with
+`bn: train` moves them while its parameter update may be tiny). `interpolate` carries every state-dict
+entry, buffers included, so θ(0) and θ(1) are exactly the two end models.
 """
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ def flat_state(state: dict, model) -> torch.Tensor:
     """The same vector from a state dict with `model`'s parameter names (buffers left out)."""
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     return torch.cat([state[n].detach().reshape(-1).double().cpu() for n in names])
+
+
+def flat_buffers(model) -> torch.Tensor:
+    """The floating buffers of `model` (BatchNorm running means and variances) as one float64 vector."""
+    bufs = [b.detach().reshape(-1).double().cpu() for _, b in model.named_buffers() if b.is_floating_point()]
+    return torch.cat(bufs) if bufs else torch.zeros(0, dtype=torch.float64)
 
 
 def distance(a: torch.Tensor, b: torch.Tensor) -> float:

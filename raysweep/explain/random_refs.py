@@ -40,8 +40,11 @@ def check_supported(scen: Scenario) -> None:
 
 
 def drop_rows(scen: Scenario, draw: int) -> torch.Tensor:
-    """The k rows of S_corr (sorted) that draw `draw` leaves out: uniformly among the non-poison rows."""
+    """The k rows of S_corr (sorted) that draw `draw` leaves out: uniformly among the clean rows (neither
+    poisons nor canaries, which carry noise too)."""
     retain = scen.poisoned.retain_idx()
+    if scen.poisoned.canary_idx is not None:
+        retain = retain[~torch.isin(retain, scen.poisoned.canary_idx.to(retain.device))]
     g = torch.Generator().manual_seed(derive_seed(scen.cfg.seed, f"random-drop-{draw}"))
     return retain[torch.randperm(len(retain), generator=g)[: scen.poisoned.k]].sort().values
 

@@ -21,8 +21,9 @@ from ..results.tables import best_rows, read_tables
 from ..runs import run_config
 from ..stats.evidence import missing
 from . import geometry as geo
-from .figure import ROW_KEYS, draw_all, fades_text
-from .random_refs import check_supported, random_refs
+from .convex import convex_h1
+from .figure import ROW_KEYS, convex_text, draw_all, fades_text, h2_text
+from .random_refs import check_supported, drop_rows, random_refs
 
 DEFAULT_ALPHAS = tuple(round(i / 10, 1) for i in range(11))
 Z_FADED = 2.576  # |z| below the two-sided 1 % level of the GUS test: no detectable trace
@@ -120,6 +121,9 @@ def explain_sweep(sweep: str | Path, out: str | Path | None = None, draws: int =
         "param_random_pairwise_mean": geo.pairwise_mean(rand_vecs),
         "theta_initial_norm": float(torch.linalg.vector_norm(th_i)),
         "random_built_now": [r["draw"] for r in refs if r["built"]]}
+    say("[explain] H1 on the convex proxy: a linear head on θ_initial's frozen features, fitted to convergence")
+    h1_summary["convex"] = convex_h1(scen, [drop_rows(scen, r["draw"]) for r in refs])
+    h1_summary["buffer_retrain"] = geo.distance(geo.flat_buffers(init), geo.flat_buffers(retrain))
     say(f"[explain] H1: ||θ_initial − θ_retrain|| = {d_ret:.4g}, ||θ_initial − θ_random|| = "
         f"{h1_summary['param_random_mean']:.4g} (mean of {draws}); KL {h1_summary['kl_retrain']:.4g} vs "
         f"{h1_summary['kl_random_mean']:.4g}")
@@ -141,14 +145,16 @@ def explain_sweep(sweep: str | Path, out: str | Path | None = None, draws: int =
                    if len(split) <= batch_size else ""))
         step = -G.mean(dim=1) if name == "retain" else G.mean(dim=1)  # GD descends retain, GA ascends forget
         P, r = Q.shape
-        for what, v in (("Δ = θ_retrain − θ_initial", delta), ("random direction, same norm", direction)):
+        dirs = [("Δ = θ_retrain − θ_initial", delta), ("random direction, same norm", direction),
+                *((f"Δ_rand {j} = θ_random {j} − θ_initial", v - th_i) for j, v in enumerate(rand_vecs))]
+        for what, v in dirs:
             h2.append({"direction": what, "span": f"{name} gradients", "m": m, "rank": r, "P": P,
                        "share": geo.span_share(Q, v), "expected_random_share": r / P,
                        "cos_with_step": geo.cosine(v, step) if what.startswith("Δ") else None})
         del G
     wall["h2_s"] = round(time.perf_counter() - t1, 2)
-    say(f"[explain] H2: share of Δ in the retain span {h2[0]['share']:.4g}, forget span {h2[2]['share']:.4g}, "
-        f"a random direction {h2[1]['share']:.4g} (expected r/P = {h2[1]['expected_random_share']:.3g})")
+    control = h2_control(h2)
+    say("[explain] " + h2_text({"h2": {"rows": h2, "control": control}}))
 
     # ---- each method's best model: its update against Δ ----------------------------------------------
     t1 = time.perf_counter()
@@ -156,7 +162,10 @@ def explain_sweep(sweep: str | Path, out: str | Path | None = None, draws: int =
     for b in _best_models(scen, meta, trials, say):
         u = geo.flat(b["model"]) - th_i
         dist_r = geo.distance(th_i + u, th_r)
+        buf = geo.distance(geo.flat_buffers(b["model"]), geo.flat_buffers(init))
         methods.append({"method": b["method"], "seed": b["seed"], "update_norm": float(torch.linalg.vector_norm(u)),
+                        "buffer_update_norm": buf,
+                        "update_norm_with_buffers": math.hypot(float(torch.linalg.vector_norm(u)), buf),
                         "distance_to_retrain": dist_r, "covered": 1 - dist_r / d_ret if d_ret else None,
                         "projection_share": float(u @ delta) / (d_ret * d_ret) if d_ret else None,
                         "cos_update_delta": geo.cosine(u, delta),
@@ -183,7 +192,7 @@ def explain_sweep(sweep: str | Path, out: str | Path | None = None, draws: int =
               "attack_metric": metric, "P": int(th_i.numel()), "k": ps.k,
               "options": {"draws": draws, "m": m, "batch_size": batch_size, "alphas": [float(a) for a in alphas],
                           "device": str(device)},
-              "h1": {**h1_summary, "rows": h1}, "h2": {"rows": h2}, "methods": methods,
+              "h1": {**h1_summary, "rows": h1}, "h2": {"rows": h2, "control": control}, "methods": methods,
               "interpolation": {"rows": interp, "z_faded_level": Z_FADED,
                                 "fades_at": geo.fades_at([r["alpha"] for r in interp], [r["z"] for r in interp],
                                                          Z_FADED)},
@@ -191,6 +200,22 @@ def explain_sweep(sweep: str | Path, out: str | Path | None = None, draws: int =
     write_outputs(result, out)
     say(f"[explain] written to {out} in {wall['total_s']:.0f}s")
     return result
+
+
+def h2_control(rows: list[dict]) -> dict:
+    """Per span: Δ's share beside the shares of Δ_rand (θ_random − θ_initial, a run that dropped k random
+    clean samples instead of the poisons), their mean and SD over draws, and whether Δ differs from the
+    control by more than twice that spread (H2 is claimed only then)."""
+    out = {}
+    for span in dict.fromkeys(r["span"] for r in rows):
+        mine = [r for r in rows if r["span"] == span]
+        delta = next(r["share"] for r in mine if r["direction"].startswith("Δ ="))
+        rand = [r["share"] for r in mine if r["direction"].startswith("Δ_rand")]
+        mean = sum(rand) / len(rand) if rand else None
+        sd = (sum((v - mean) ** 2 for v in rand) / (len(rand) - 1)) ** 0.5 if len(rand) > 1 else None
+        out[span] = {"delta": delta, "control": rand, "control_mean": mean, "control_sd": sd,
+                     "differs": None if sd is None else bool(abs(delta - mean) > 2 * sd)}
+    return out
 
 
 def write_outputs(result: dict, out: Path) -> None:
@@ -212,13 +237,13 @@ def _json_default(v):
 
 def summary(result: dict) -> str:
     """A few lines for the terminal."""
-    h1, h2 = result["h1"], result["h2"]["rows"]
+    h1 = result["h1"]
     lines = [f"H1: ||θ_initial − θ_retrain|| = {h1['param_retrain']:.4g}; without k random clean samples "
              f"{h1['param_random_mean']:.4g} (ratio {h1['param_ratio']:.3g}); KL on test {h1['kl_retrain']:.3g} vs "
              f"{h1['kl_random_mean']:.3g}",
-             f"H2: squared share of Δ in the span of {h2[0]['rank']} retain gradients {h2[0]['share']:.3g}, of "
-             f"{h2[2]['rank']} forget gradients {h2[2]['share']:.3g}; a random direction {h2[1]['share']:.3g} "
-             f"(expected r/P = {h2[1]['expected_random_share']:.3g})"]
+             h2_text(result)]
+    if h1.get("convex"):
+        lines.insert(1, convex_text(h1["convex"]))
     for r in result["methods"]:
         lines.append(f"  {r['method']}: ||update|| {r['update_norm']:.3g}, covered {r['covered']:+.3g} (projection "
                      f"{r['projection_share']:+.3g}), cos(update, Δ) {r['cos_update_delta']:+.3f}")
