@@ -150,7 +150,9 @@ class ScenarioConfig:
     def content(self) -> dict:
         d = asdict(self)
         d.pop("name")
-        d["attack_params"] = dict(make_attack_params(self))
+        attack = make_attack(self.attack, self.attack_params)
+        # an attack's parameters added later are left out at the behaviour scenarios had before them
+        d["attack_params"] = {k: v for k, v in attack.params.items() if attack.legacy.get(k, object()) != v}
         d["schema"] = SCHEMA
         # fields added after the first release are left out at their defaults, so scenarios made
         # before them keep their hash (and their artifacts)

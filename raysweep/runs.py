@@ -91,8 +91,9 @@ def run_config(scen, r: pd.Series, method: str, meta: dict, seed: int, log, budg
     res = unlearn_scenario(view, method, budget, hp, seed, **({"checkpoint_every": every} if every else {}))
     out = {**evaluated(view, res.model), "budget_spent": res.budget_spent, "diverged": res.diverged,
            "unlearn_wall_s": res.wall_s}
-    if relearn:
-        out.update({f"relearn_{k}": v for k, v in relearn_probe(scen, res.model, relearn * budget, seed).items()})
+    if relearn:  # a share of the sweep's cap (not of this row's cap_share): θ_retrain's probe gets the same
+        cap = float((meta.get("config") or {}).get("budget", budget))
+        out.update({f"relearn_{k}": v for k, v in relearn_probe(scen, res.model, relearn * cap, seed).items()})
     return {**out, **({"model": res.model} if keep_model else {})}
 
 
@@ -124,6 +125,8 @@ def full_evaluation(scen, model, known: dict | None = None) -> dict:
     held = scen.holdout_scores(scores)
     if held:
         metrics["holdout_scores"], metrics["holdout_control_scores"] = held["scores"], held["control"]
+    if "canary" in held:  # the positive control of the verdict, per canary (scores table, part "canary")
+        metrics["canary_scores"] = held["canary"]
     return metrics
 
 

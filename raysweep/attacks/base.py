@@ -147,6 +147,15 @@ class Attack:
     takes_rule: str = f"its own test against θ_retrain, p < {ALPHA:g}"
     spread_columns: tuple[str, ...] = ()  # the attack's figures shown per seed by `prepare --seeds`
     discoverable: bool = False  # its verdict units are poisons, each found or not (`raysweep discovery`)
+    # parameters added after the first release, at the value that reproduces the earlier behaviour: left out
+    # of the scenario hash at that value, so earlier scenarios keep their hash (and their artifacts)
+    legacy: dict = {}
+
+    @classmethod
+    def stored_params(cls, params: dict, stored: set[str]) -> dict:
+        """The parameters an artifact was built with, from its stored config and the names of its
+        poison tensors (a parameter added later is absent from an older config: its legacy value)."""
+        return params
 
     @classmethod
     def verdict_evidence(cls, mine: "pd.DataFrame", refs: dict, margin_fraction: float, ctx: dict) -> Evidence:

@@ -87,6 +87,13 @@ class GaussianPoison(Attack):
     takes_rule = "held-out half |z| > 3"
     spread_columns = ("z", "holdout_z", "control_z", "holdout_control_z")
     discoverable = True
+    legacy = {"canaries": 0}  # scenarios made before canaries existed
+
+    @classmethod
+    def stored_params(cls, params: dict, stored: set[str]) -> dict:
+        if "canaries" not in params and "canary_idx" not in stored:
+            return {**params, "canaries": 0}
+        return params
 
     @classmethod
     def check(cls, params: dict) -> dict:
@@ -233,13 +240,18 @@ class GaussianPoison(Attack):
     def power(cls, evidence: dict, ctx: dict) -> dict | None:
         """The power line's figures at this report's own n, canaries, θ_initial's effect, m, α, δ
         (raysweep/stats/power.py)."""
-        ini, ret = evidence.get("none"), evidence.get("retrain")
-        if ini is None or ini.effect is None or not ini.n:
+        ini = evidence.get("none")
+        methods = [ev for name, ev in evidence.items() if name not in ("none", "retrain") and ev.n]
+        if ini is None or ini.effect is None or not ini.n or not methods:
             return None
-        nc = int(ret.figures.get("canary_n") or 0) if ret is not None else 0
-        c0 = ret.figures.get("canary_ref") if ret is not None else None
-        p_rem, p_fail = gaussian_power(ini.n, float(ini.effect), ctx["m"], ctx["alpha"], ctx["delta"], nc, c0)
-        return {"removes": p_rem, "fails": p_fail, "n": ini.n, "canaries": nc, "unit": cls.verdict_unit,
+        # the methods' own sample: their held-out poisons and canaries (a method's runs may cover fewer
+        # scenarios than θ_initial's, and carry no canaries where only the selected trial judges)
+        n = int(np.median([ev.n for ev in methods]))
+        nc = int(np.median([ev.figures.get("canary_n") or 0 for ev in methods]))
+        refs = [ev.figures.get("canary_ref") for ev in methods if ev.figures.get("canary_ref") is not None]
+        c0 = float(np.median(refs)) if refs and nc else None
+        p_rem, p_fail = gaussian_power(n, float(ini.effect), ctx["m"], ctx["alpha"], ctx["delta"], nc if c0 else 0, c0)
+        return {"removes": p_rem, "fails": p_fail, "n": n, "canaries": nc if c0 else 0, "unit": cls.verdict_unit,
                 "margin": ini.margin}
 
     @classmethod
@@ -257,7 +269,8 @@ class GaussianPoison(Attack):
         if not n:
             return "The held-out GUS could not be computed."
         strict, loose = a / m, a
-        floor_s, floor_l = norm_ppf(1 - strict / 2) / math.sqrt(n), norm_ppf(1 - loose / 2) / math.sqrt(n)
+        # the mean's test runs at half the level (its p is doubled beside the spread's)
+        floor_s, floor_l = norm_ppf(1 - strict / 4) / math.sqrt(n), norm_ppf(1 - loose / 4) / math.sqrt(n)
         margin = ini.margin
         text = (f"Poison effect: the GUS of the {n} held-out poisons (the tuning half chose the configuration; "
                 f"each poison's score averaged over a method's runs). **Fails** (the effect is shown to remain): "

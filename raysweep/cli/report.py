@@ -4,20 +4,34 @@
 """
 from __future__ import annotations
 
+import sys
+
 from .. import defaults
+from ..artifacts import open_store
 from ..errors import check_number
+from ..prepare.scenario import store_key
 from ..report.build import build_report
+from ..results.layout import read_sweep_meta
 from .common import add_sweep_arg, sweep_path
+
+
+def has_scenario(sweep) -> bool:
+    """Whether the store the sweep names holds its scenario (the re-runs need it)."""
+    try:
+        meta = read_sweep_meta(sweep)
+        return open_store(meta["store"]).has(store_key(meta["scenario"]))
+    except Exception:  # noqa: BLE001 - unreadable: build_report says what is wrong, in one line
+        return True
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("report", help="verdict table, figures, Markdown + HTML, from a sweep's tables")
     add_sweep_arg(p, "a sweep directory, an export folder, or a sweep name under --storage-path")
     p.add_argument("--out", default=None, help="output folder (default: SWEEP/report)")
-    p.add_argument("--seeds", type=int, default=defaults.REPORT_SEEDS,
+    p.add_argument("--seeds", type=int, default=None,
                    help="re-run each best configuration on N fresh unlearning seeds; the verdict pools them "
                         f"(default {defaults.REPORT_SEEDS}; 0: the selected trial judges itself)")
-    p.add_argument("--scenario-seeds", type=int, default=defaults.REPORT_SCENARIO_SEEDS,
+    p.add_argument("--scenario-seeds", type=int, default=None,
                    help="also on M fresh scenario seeds (new poisons, θ_initial, θ_retrain: prepared once, cached; "
                         f"default {defaults.REPORT_SCENARIO_SEEDS}: the power docs/verdict.md gives)")
     p.add_argument("--margin", type=float, default=None,
@@ -31,12 +45,20 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     defaults.check_alpha(args.alpha)
-    check_number("seeds", args.seeds, lo=0, hi=defaults.MAX_SEEDS, integer=True)
-    check_number("scenario_seeds", args.scenario_seeds, lo=0, hi=defaults.MAX_SEEDS, integer=True)
+    asked = args.seeds is not None or args.scenario_seeds is not None
+    seeds = defaults.REPORT_SEEDS if args.seeds is None else args.seeds
+    scenario_seeds = defaults.REPORT_SCENARIO_SEEDS if args.scenario_seeds is None else args.scenario_seeds
+    check_number("seeds", seeds, lo=0, hi=defaults.MAX_SEEDS, integer=True)
+    check_number("scenario_seeds", scenario_seeds, lo=0, hi=defaults.MAX_SEEDS, integer=True)
     margin = defaults.check_margin(defaults.MARGIN if args.margin is None else args.margin)
     if args.tolerance is not None:
         defaults.check_tolerance(args.tolerance)
-    path = build_report(sweep_path(args), args.out, args.alpha, args.tolerance, args.seeds, margin=margin,
-                        scenario_seeds=args.scenario_seeds)
+    path = sweep_path(args)
+    if not asked and (seeds or scenario_seeds) and not has_scenario(path):
+        print("raysweep: the sweep's scenario is not in its store (a copied sweep?): judging its tables alone, "
+              "without re-runs; the report says so", file=sys.stderr)
+        seeds = scenario_seeds = 0
+    path = build_report(path, args.out, args.alpha, args.tolerance, seeds, margin=margin,
+                        scenario_seeds=scenario_seeds)
     print(path)
     return 0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .. import defaults
 from ..artifacts import open_store
+from ..attacks import ATTACKS
 from ..config import load_scenario
 from ..errors import ConfigError
 from ..prepare.scenario import Scenario, checked_data, prepare, store_key
@@ -76,6 +77,9 @@ def run(args) -> int:
     methods = methods_of(args.methods)
     defaults.check_seed(args.seed)
     cfg = load_scenario(args.scenario, args.overrides)
+    if args.discovery != 1.0 and not ATTACKS.get(cfg.attack, "attack").discoverable:
+        raise ConfigError("discovery", args.discovery, f"1 for attack {cfg.attack} (a partial request needs an attack "
+                          "that judges each poison: gaussian)")
     if args.resume and not args.name:
         raise ConfigError("name", None, "the --name of the sweep to resume")
     name = args.name if args.name is not None else \

@@ -28,8 +28,8 @@ from ..results.tables import best_rows
 from ..runs import best_hparams, evaluated, relearn_probe, run_config
 
 DIR, RUNS = "discovery", "runs"
-KEEP = ("holdout_gus", "holdout_z", "canary_gus", "test_acc", "val_acc", "forget_acc", "budget_spent", "diverged",
-        "scores", "canary_scores", "test_correct")
+KEEP = ("holdout_gus", "holdout_z", "holdout_tpr_two", "canary_gus", "test_acc", "val_acc", "forget_acc", "mia_tpr",
+        "budget_spent", "diverged", "scores", "canary_scores", "test_correct")
 
 
 def parse_fractions(text: str) -> list[float]:

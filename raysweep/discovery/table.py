@@ -74,8 +74,9 @@ def tidy(rows: list[dict]) -> pd.DataFrame:
 
 
 def summary(verdicts: pd.DataFrame) -> pd.DataFrame:
-    """Per method x fraction: the outcome per part after unlearning, and whether the effect on all the
-    held-out poisons returns after the probe (not "fails" before, "fails" after)."""
+    """Per method x fraction: the outcome per part after unlearning, and whether the effect on the found
+    held-out poisons (those requested: all of them at f = 1) returns after the probe (not "fails" before,
+    "fails" after)."""
     v = verdicts[verdicts.status == "tuned"]
     out = []
     for (m, f), g in v.groupby(["method", "fraction"], sort=False):
@@ -83,9 +84,9 @@ def summary(verdicts: pd.DataFrame) -> pd.DataFrame:
             return next(iter(g[(g.part == part) & (g.phase == phase)].outcome), None)
 
         row = {"method": m, "fraction": f, **{p: get(p, "unlearned") for p in PARTS}}
-        after = get("all", "relearned")
+        after = get("found", "relearned")
         row["after probe"] = after
-        row["effect returns"] = None if after is None else bool(row["all"] != "fails" and after == "fails")
+        row["effect returns"] = None if after is None else bool(row["found"] != "fails" and after == "fails")
         out.append(row)
     return pd.DataFrame(out, columns=["method", "fraction", *PARTS, "after probe", "effect returns"])
 
@@ -95,7 +96,7 @@ def write_tables(sweep, rows: list[dict], trials: pd.DataFrame, meta: dict, alph
     fractions = sorted({r["fraction"] for r in rows if "fraction" in r})
     probe = any("relearn_scores" in r for r in rows if r.get("method") != "retrain")
     parts = [part_verdicts(rows, trials, meta, f, p, ph, alpha, tolerance, margin) for f in fractions
-             for p in PARTS for ph in (("unlearned", "relearned") if probe else ("unlearned",))]
+             for p in PARTS for ph in (("unlearned", "relearned") if probe and p != "hidden" else ("unlearned",))]
     verdicts = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) \
         else pd.DataFrame()
     out = {"discovery": tidy(rows), "discovery_verdict": verdicts,

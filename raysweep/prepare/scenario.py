@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import torch
 
 from ..artifacts import Store, load_tensors, open_store, read_manifest, save_tensors, verify, write_manifest
-from ..attacks import Attack, BuildEnv, PoisonedSet, make_attack
+from ..attacks import ATTACKS, Attack, BuildEnv, PoisonedSet, make_attack
 from ..config import ScenarioConfig, scenario_from_dict, to_dict
 from ..data import Dataset, load_dataset
 from ..defaults import PARALLEL_MIN_SAMPLE_GRADS, REFERENCES, check_references
@@ -114,8 +114,8 @@ class Scenario:
                                 "run `raysweep prepare` first")
         folder = store.open_dir(key)
         manifest = read_manifest(folder)
-        cfg = scenario_from_dict(manifest["config"])
         tensors = {name: load_tensors(folder, name, manifest) for name in FILES}
+        cfg = stored_config(scenario_from_dict(manifest["config"]), tensors["poison.safetensors"])
         return cls._assemble(cfg, manifest, tensors, torch.device(device), scenario_data(cfg, data_dir))
 
     def bundle(self) -> dict:
@@ -125,7 +125,7 @@ class Scenario:
     @classmethod
     def from_bundle(cls, bundle: dict, device="cpu", data_dir: str | None = None) -> "Scenario":
         m = bundle["manifest"]
-        cfg = scenario_from_dict(m["config"])
+        cfg = stored_config(scenario_from_dict(m["config"]), bundle["tensors"]["poison.safetensors"])
         return cls._assemble(cfg, m, bundle["tensors"], torch.device(device), scenario_data(cfg, data_dir))
 
     @classmethod
@@ -215,8 +215,11 @@ class Scenario:
         if fraction >= 1:
             return self
         found = discovered_rows(self.cfg.seed, self.poisoned.k, fraction)
-        ps = replace(self.poisoned, request=found)
-        return replace(self, poisoned=ps, tune_rows=self.tune_rows[torch.isin(self.tune_rows.long(), found)])
+        tune = self.tune_rows[torch.isin(self.tune_rows.long(), found)]
+        if not len(tune):
+            raise ConfigError("discovery", fraction, f"a share that finds at least one tuning poison (of the "
+                              f"{self.poisoned.k} poisons, {len(found)} found, none in the tuning half)")
+        return replace(self, poisoned=replace(self.poisoned, request=found), tune_rows=tune)
 
     def holdout_found(self, fraction: float) -> torch.Tensor:
         """[k/2] bool: which held-out poisons (in `holdout_rows` order) a defender at `fraction` found."""
@@ -228,6 +231,13 @@ class Scenario:
         if "canary" in scores:
             out["canary"] = rounded_scores({"canary": scores["canary"]})["canary"]
         return out
+
+
+def stored_config(cfg: ScenarioConfig, poison: dict) -> ScenarioConfig:
+    """A stored scenario's config with its attack's parameters as its artifact was built
+    (`Attack.stored_params`: an older artifact lacks what later defaults add, e.g. canaries)."""
+    params = ATTACKS.get(cfg.attack, "attack").stored_params(dict(cfg.attack_params), set(poison))
+    return cfg if params == cfg.attack_params else replace(cfg, attack_params=params)
 
 
 def check_discovery(fraction, field: str = "discovery") -> float:

@@ -204,7 +204,8 @@ def power_line(ctx: dict, demo: bool = False) -> str:
     text = (f"power: {pw['removes']:.2f} that a method as good as θ_retrain is judged \"removes\", "
             f"{pw['fails']:.2f} that one keeping half of θ_initial's effect is judged \"fails\" ({who}: "
             f"{pw['n']} {pw['unit']}, {pw['canaries']} canaries, margin {pw['margin']:.3f}, Holm over {ctx['m']} "
-            f"methods at α = {ctx['alpha']:g}; {POWER_REPS:,} simulated reports).")
+            f"methods at α = {ctx['alpha']:g}; {POWER_REPS:,} simulated reports; the poison tests only, accuracy is "
+            "tested apart).")
     if demo:
         text += (" This is the demo: one scenario, and each pick judges itself; `raysweep report SWEEP` re-runs the "
                  f"picks on {D.REPORT_SEEDS} fresh seed(s) and {D.REPORT_SCENARIO_SEEDS} fresh scenarios, which the "

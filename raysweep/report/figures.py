@@ -41,6 +41,7 @@ def score_histograms(scores: pd.DataFrame, best: dict[str, str], out: Path) -> P
     """The paper's panels: fresh noise vs θ_initial, poisons vs θ_initial, poisons vs each method's
     best unlearned model (its held-out half)."""
     panels = []
+    scores = scores[scores.part != "canary"] if "part" in scores else scores  # poisons only
     init = scores[scores.method == "none"]
     if len(init):
         panels.append(("fresh noise vs θ_initial", init.control.to_numpy()))

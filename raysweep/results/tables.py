@@ -181,6 +181,8 @@ def load_tables(sweep: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
         trials.append(row)
         for i, v, c in zip(holdout, last.get("holdout_scores") or [], last.get("holdout_control_scores") or []):
             scores.append((meta["name"], method, trial_id, i, "holdout", v, c))
+        for i, v in enumerate(last.get("canary_scores") or []):  # canaries: the verdict's positive control
+            scores.append((meta["name"], method, trial_id, i, "canary", v, None))
         for i, r in enumerate(results):
             history.append({"sweep": meta["name"], "method": method, "trial_id": trial_id, "report": i + 1,
                             **figures_of(r, history=True)})

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .exact import mean_ci, noninferiority, norm_ppf, norm_sf, proportion_less, sign_test_greater, tost
+from .exact import mean_ci, noninferiority, norm_ppf, norm_sf, proportion_less, sign_test_greater, t_cdf, tost
 
 
 @dataclass
@@ -204,8 +204,8 @@ def accuracy_evidence(mine: pd.DataFrame, retrain: pd.DataFrame, tolerance: floa
             d.append(acc_m - acc_r)
             se2.append(float("nan"))
             continue
-        d.append(acc_m - acc_r)
-        se2.append(acc_m * (1 - acc_m) / (n_test * len(rows)) + acc_r * (1 - acc_r) / n_test)
+        d.append(acc_m - acc_r)  # runs on the same test images are not independent: n_test, not n_test x runs
+        se2.append(acc_m * (1 - acc_m) / n_test + acc_r * (1 - acc_r) / n_test)
     if not d:
         return {"diff": None, "p_kept": None, "p_lost": None, "se": None, "note": "no test accuracy"}
     big_d = float(np.mean(d))
@@ -213,10 +213,14 @@ def accuracy_evidence(mine: pd.DataFrame, retrain: pd.DataFrame, tolerance: floa
         return {"diff": big_d, "p_kept": None, "p_lost": None, "se": None,
                 "note": "accuracy: a point comparison (neither per-image results nor the test-set size recorded)"}
     se = math.sqrt(sum(se2)) / len(d)
+    df = None  # the within-scenario SE rests on thousands of images: normal
     if len(d) >= 2:
-        se = max(se, float(np.std(d, ddof=1)) / math.sqrt(len(d)))
+        between = float(np.std(d, ddof=1)) / math.sqrt(len(d))
+        if between > se:  # the spread over scenarios decides: a t with S - 1 degrees of freedom
+            se, df = between, len(d) - 1
     z = (big_d + tolerance) / se if se > 0 else math.copysign(math.inf, big_d + tolerance)
+    upper = (lambda t: 1 - t_cdf(t, df)) if df else norm_sf
     note = "" if len(d) >= 2 else "θ_retrain's seed-to-seed spread not measured (one scenario: --scenario-seeds)"
     if not paired:
         note = "; ".join(x for x in (note, "accuracy unpaired: per-image results not recorded") if x)
-    return {"diff": big_d, "se": se, "p_kept": norm_sf(z), "p_lost": norm_sf(-z), "note": note}
+    return {"diff": big_d, "se": se, "df": df, "p_kept": upper(z), "p_lost": upper(-z), "note": note}

@@ -43,7 +43,7 @@ def full_evidence(specs: dict, method: str, weights: str) -> dict:
     spec = specs[method]
     load_plugins(spec.plugins)  # a plug-in attack or model registers itself in this worker too
     torch.set_num_threads(max(1, spec.threads))
-    return evaluate_weights(cached_scenario(spec), weights)
+    return evaluate_weights(cached_scenario(spec).discovered(spec.discovery), weights)
 
 
 def complete_evidence(root: str | Path, specs: dict, res: dict, say=print, scen=None) -> dict:

@@ -111,7 +111,8 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool
     local = not cfg.address and not res["gpu"]  # the driver holds the scenario: no worker to start
     tail = None  # each method's evidence in the search's idle tail, where it can be (tail.py)
     if local and cfg.evidence == "best" and not resume:
-        tail = TailEvidence(root, scen, {m: cfg.trials for m in cfg.methods}, slots, _method_of, threads)
+        tail = TailEvidence(root, scen.discovered(cfg.discovery), {m: cfg.trials for m in cfg.methods}, slots,
+                            _method_of, threads)
         callbacks.append(tail)
     if cfg.mlflow:
         callbacks.append(mlflow_callback(cfg.mlflow, cfg.name, method_of=_method_of, tags={"sweep": cfg.name}))
@@ -132,7 +133,7 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool
     cut = cut or any(e["status"] == "running" for e in read_ledger(root).values())  # an interrupted fit left it so
     ev = {"trials": 0, "wall_s": 0.0}
     if not cut:  # each method's best trial, in full (evidence.py); a resumed sweep does it when it ends
-        ev = complete_evidence(root, specs, res, _say, scen if local else None)
+        ev = complete_evidence(root, specs, res, _say, scen.discovered(cfg.discovery) if local else None)
     ev = {**ev, "tail_trials": in_tail["trials"], "tail_slot_s": in_tail["slot_s"]}
     wall = time.perf_counter() - t0
     ledger = read_ledger(root)

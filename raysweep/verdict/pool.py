@@ -15,9 +15,8 @@ from dataclasses import replace
 
 import pandas as pd
 
-from ..artifacts import open_store, read_manifest
-from ..config import scenario_from_dict
-from ..prepare.scenario import Scenario, prepare, store_key
+from ..artifacts import open_store
+from ..prepare.scenario import Scenario, prepare
 from ..results.tables import best_rows
 from ..runs import evaluated, run_config
 from ..runtime import deterministic
@@ -36,10 +35,10 @@ def collect_runs(trials: pd.DataFrame, scores: pd.DataFrame | None = None, meta:
     seed = (meta.get("config") or {}).get("seed", 0)
     rows = []
 
-    def trial_scores(method, trial_id):
+    def trial_scores(method, trial_id, part="holdout"):
         if scores is None or not len(scores):
             return None
-        s = scores[(scores.method == method) & (scores.trial_id == trial_id) & (scores.part == "holdout")]
+        s = scores[(scores.method == method) & (scores.trial_id == trial_id) & (scores.part == part)]
         return [float(v) for v in s.sort_values("poison").score] if len(s) else None
 
     for _, r in trials[trials.status == "reference"].iterrows():
@@ -63,6 +62,9 @@ def collect_runs(trials: pd.DataFrame, scores: pd.DataFrame | None = None, meta:
         found = trial_scores(method, r.get("trial_id"))
         if found is not None or not isinstance(row.get("scores"), list):  # a table may carry them in the row
             row["scores"] = found
+        canary = trial_scores(method, r.get("trial_id"), "canary")
+        if canary is not None:
+            row["canary_scores"] = canary
         rows.append(row)
     out = pd.DataFrame(rows)
     if seeds is not None and len(seeds):
@@ -93,7 +95,9 @@ def rerun_best(meta: dict, trials: pd.DataFrame, n_seeds: int, n_scenarios: int,
     next to that scenario's θ_initial and θ_retrain."""
     deterministic(device)  # every re-run alike (`prepare` sets it too, when it builds a fresh scenario)
     store = open_store(meta["store"])
-    base = scenario_from_dict(read_manifest(store.open_dir(store_key(meta["scenario"])))["config"])
+    own = Scenario.load(store, meta["scenario"], device)  # by its hash: a sweep from before a new default too
+    base = own.cfg  # as loaded: its attack's parameters as its artifact has them (Attack.stored_params)
+    discovery = float((meta.get("config") or {}).get("discovery", 1.0))
     best = best_rows(trials)
     s0 = int(meta["config"]["seed"])
     fresh = [s0 + i for i in range(1, n_seeds + 1)]
@@ -106,14 +110,15 @@ def rerun_best(meta: dict, trials: pd.DataFrame, n_seeds: int, n_scenarios: int,
         if not tuned:
             log(f"[report] fresh scenario seed {cfg.seed}: preparing {cfg.hash()} (cached once built)")
             prepare(cfg, store, device, log=log)
-        scen = Scenario.load(store, cfg, device)
+        scen = own if tuned else Scenario.load(store, cfg, device)
         tag = {"scenario": scen.hash, "scenario_seed": cfg.seed, "tuned": tuned}
         if not tuned:
             for ref, which in (("none", "initial"), ("retrain", "retrain")):
                 rows.append({**tag, "seed": None, "method": ref, **evaluated(scen, scen.new_model(which))})
         for m in best.index:
             for s in useeds:
-                rows.append({**tag, "seed": s, "method": m, **run_config(scen, best.loc[m], m, meta, s, log)})
+                rows.append({**tag, "seed": s, "method": m,
+                             **run_config(scen, best.loc[m], m, meta, s, log, discovery=discovery)})
     return pd.DataFrame(rows)
 
 
