@@ -73,7 +73,8 @@ def best_hparams(r: pd.Series) -> dict:
 
 
 def run_config(scen, r: pd.Series, method: str, meta: dict, seed: int, log, budget: float | None = None,
-               keep_model: bool = False, discovery: float = 1.0, relearn: float = 0.0) -> dict:
+               keep_model: bool = False, discovery: float = 1.0, relearn: float = 0.0,
+               relearn_lr: float | None = None) -> dict:
     """One run of the configuration in row `r`; budget: the sweep's cap x the row's cap_share unless
     given (the budget curve, raysweep/curve/, passes its own); keep_model: the unlearned model too,
     under "model" (raysweep/explain/ measures it); discovery: the share of the poisons requested
@@ -93,18 +94,24 @@ def run_config(scen, r: pd.Series, method: str, meta: dict, seed: int, log, budg
            "unlearn_wall_s": res.wall_s}
     if relearn:  # a share of the sweep's cap (not of this row's cap_share): θ_retrain's probe gets the same
         cap = float((meta.get("config") or {}).get("budget", budget))
-        out.update({f"relearn_{k}": v for k, v in relearn_probe(scen, res.model, relearn * cap, seed).items()})
+        out.update({f"relearn_{k}": v for k, v in relearn_probe(scen, res.model, relearn * cap, seed,
+                                                                  relearn_lr).items()})
     return {**out, **({"model": res.model} if keep_model else {})}
 
 
-def relearn_probe(scen, model, budget: float, seed: int) -> dict:
+RELEARN_LR_SHARE = 0.1  # the probe's default learning rate: this share of the scenario's (docs/discovery.md)
+
+
+def relearn_probe(scen, model, budget: float, seed: int, lr: float | None = None) -> dict:
     """Fine-tune `model` (in place) on the retain set without any poison (the scenario's own: also after a
-    partial request, whose undiscovered poisons are left out here) with GD at the scenario's training
-    learning rate, for `budget` of the training compute; the model's figures after it. The probe asks
-    whether a removed effect comes back from the retain data alone (docs/discovery.md)."""
+    partial request, whose undiscovered poisons are left out here) with GD (SGD, momentum 0.9) at `lr`
+    (default RELEARN_LR_SHARE x the scenario's training rate), for `budget` of the training compute; the
+    model's figures after it. The probe asks whether a removed effect comes back from the retain data
+    alone (docs/discovery.md)."""
     ps = scen.poisoned
+    lr = float(scen.cfg.train.lr) * RELEARN_LR_SHARE if lr is None else float(lr)
     res = run_unlearning(METHODS.get("gd", "method")(), model, ps.forget(), ps.retain(), ps.train, budget,
-                         scen.train_compute, {"lr": float(scen.cfg.train.lr)}, seed)
+                         scen.train_compute, {"lr": lr}, seed)
     return {**evaluated(scen, res.model), "budget_spent": res.budget_spent}
 
 

@@ -10,7 +10,7 @@ from raysweep.cli import main
 from raysweep.discovery import check_relearn, parse_fractions
 from raysweep.discovery.table import part_verdicts, summary
 from raysweep.errors import ConfigError
-from raysweep.prepare.scenario import discovered_rows
+from raysweep.prepare.requests import discovered_rows
 
 G = -0.3
 
@@ -116,3 +116,29 @@ def test_the_cli_refuses_bad_discovery_options_before_anything_runs(tmp_path, ca
     assert "fractions" in capsys.readouterr().err
     assert main(["discovery", str(tmp_path / "nope"), "--relearn", "3"]) == 2
     assert "relearn" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_discovery_runs_end_to_end_resumes_and_reports(ray_local, prepared_tiny, tmp_path_factory, capsys):
+    """The verb on a real tiny sweep: every run on file, the tables, a second call runs nothing, and the
+    report gains its section (what the figures say at tiny size is not asserted)."""
+    from raysweep.report.build import build_report
+
+    from .conftest import run_tiny_sweep
+
+    sweep = run_tiny_sweep(prepared_tiny, tmp_path_factory.mktemp("disc"), ["gd"], 1, 0.1, 0.5, "disc")
+    argv = ["discovery", str(sweep), "--fractions", "0.5,1", "--relearn", "0.5"]
+    assert main(argv) == 0
+    root = sweep / "discovery"
+    assert len(list((root / "runs").glob("gd__*.json"))) == 2 and (root / "runs" / "retrain__probe__s1.json").is_file()
+    runs = pd.read_csv(root / "discovery.csv")
+    gd = runs[runs.method == "gd"].set_index("fraction")
+    assert gd.loc[0.5, "holdout_found_gus"] == gd.loc[0.5, "holdout_found_gus"]  # measured (not NaN)
+    assert gd["relearn_holdout_gus"].notna().all() and gd["relearn_test_acc"].notna().all()
+    s = pd.read_csv(root / "discovery_summary.csv")
+    assert list(s.fraction) == [0.5, 1.0] and s["after probe"].notna().all()
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "0 to run" in capsys.readouterr().err  # resumable: everything was on file
+    text = build_report(sweep, sweep / "report", log=lambda m: None).read_text()
+    assert "## Partial discovery and relearning" in text and "θ_retrain probed the same way" in text

@@ -256,3 +256,19 @@ def test_heavy_parameter_noise_is_judged_signal_destroyed_not_removed(tmp_path):
     v = judge(pd.DataFrame(rows), attack="gaussian", meta=meta, seeds=seeds).table.set_index("method")
     assert v.loc["noise", "outcome"] == "signal destroyed", v.loc["noise", ["effect", "p_fails", "p_destroyed"]]
     assert v.loc["noise", "verdict"].startswith("signal destroyed, not removed")
+
+
+def test_scenarios_made_before_canaries_keep_their_hash_and_load_without_them():
+    import json
+    from pathlib import Path
+
+    from raysweep.attacks import ATTACKS
+    from raysweep.config import load_scenario
+
+    fixture = json.loads((Path(__file__).parent / "fixtures" / "sweep_v0_1_layout" / "sweep.json").read_text())
+    old = load_scenario("tiny", ["attack_params.canaries=0"])
+    assert old.hash() == fixture["scenario"]  # canaries 0 is the legacy value: left out of the hash
+    assert load_scenario("tiny").hash() != old.hash()  # the default now builds canaries: another artifact
+    g = ATTACKS.get("gaussian")
+    assert g.stored_params({"k": 64}, {"poison_idx", "noise"}) == {"k": 64, "canaries": 0}
+    assert g.stored_params({"k": 64}, {"poison_idx", "noise", "canary_idx", "canary_noise"}) == {"k": 64}

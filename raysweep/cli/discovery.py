@@ -29,6 +29,8 @@ def add_parser(sub) -> None:
     p.add_argument("--relearn", type=float, default=0.5,
                    help="relearning probe after each run: fine-tuning on the poison-free retain set for this share "
                         "of the sweep's budget, in [0, 1] (default 0.5; 0: no probe)")
+    p.add_argument("--relearn-lr", type=float, default=None,
+                   help="the probe's learning rate (SGD, momentum 0.9; default: 0.1 x the scenario's training rate)")
     p.add_argument("--methods", default=None, help="comma-separated subset of the sweep's methods (default: all)")
     p.add_argument("--margin", type=float, default=D.MARGIN, help=f"equivalence margin (default {D.MARGIN})")
     p.add_argument("--alpha", type=float, default=D.ALPHA, help=f"family-wise level (default {D.ALPHA})")
@@ -41,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     fractions = parse_fractions(args.fractions)
     check_number("seeds", args.seeds, lo=1, hi=D.MAX_SEEDS, integer=True, what="fresh seeds per method and share")
     relearn = check_relearn(args.relearn)
+    if args.relearn_lr is not None:
+        check_number("relearn_lr", args.relearn_lr, lo=0, hi=10, lo_open=True, what="a learning rate")
     D.check_margin(args.margin)
     D.check_alpha(args.alpha)
     if args.tolerance is not None:
@@ -56,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         if methods is None:
             raise ConfigError("methods", args.methods, "comma-separated methods of the sweep (or leave it out: all)")
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    rows = run_discovery(sweep, meta, trials, fractions, args.seeds, relearn, methods, log)
+    rows = run_discovery(sweep, meta, trials, fractions, args.seeds, relearn, methods, log, args.relearn_lr)
     tol = meta["config"].get("tolerance", D.TOLERANCE) if args.tolerance is None else args.tolerance
     out = write_tables(sweep, rows, trials, meta, args.alpha, tol, args.margin)
     print(out["discovery_summary"].to_string(index=False, na_rep="–"))

@@ -23,7 +23,8 @@ import numpy as np
 
 from ..artifacts import atomic_write_text, open_store
 from ..errors import ConfigError, RaysweepError
-from ..prepare.scenario import Scenario, check_discovery
+from ..prepare.requests import check_discovery
+from ..prepare.scenario import Scenario
 from ..results.tables import best_rows
 from ..runs import best_hparams, evaluated, relearn_probe, run_config
 
@@ -60,7 +61,7 @@ def run_file(root: Path, method: str, fraction: float, seed: int) -> Path:
     return root / RUNS / f"{method}__f{fraction:.10g}__s{seed}.json"
 
 
-def config_id(method: str, hp: dict, scenario: str, relearn: float) -> str:
+def config_id(method: str, hp: dict, scenario: str, relearn) -> str:
     text = json.dumps({"method": method, "hp": hp, "scenario": scenario, "relearn": relearn}, sort_keys=True,
                       default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -82,7 +83,7 @@ def _read(path: Path) -> dict | None:
 
 
 def run_discovery(sweep: Path, meta: dict, trials, fractions: list[float], n_seeds: int, relearn: float,
-                  methods: list[str] | None = None, log=print) -> list[dict]:
+                  methods: list[str] | None = None, log=print, relearn_lr: float | None = None) -> list[dict]:
     """Run every (method, fraction, seed) not yet on file, then return every run on file for the
     current best configurations (this call's and earlier ones'), θ_retrain's probe included."""
     best = best_rows(trials)
@@ -96,7 +97,8 @@ def run_discovery(sweep: Path, meta: dict, trials, fractions: list[float], n_see
     root = Path(sweep) / DIR
     s0 = int(meta["config"]["seed"])
     seeds = [s0 + i for i in range(1, n_seeds + 1)]
-    ids = {m: config_id(m, best_hparams(best.loc[m]), meta["scenario"], relearn) for m in have}
+    probe = {"share": relearn, "lr": relearn_lr}
+    ids = {m: config_id(m, best_hparams(best.loc[m]), meta["scenario"], probe) for m in have}
     scen = None
     todo = [(m, f, s) for m in chosen for f in fractions for s in seeds
             if (_read(run_file(root, m, f, s)) or {}).get("config_id") != ids[m]]
@@ -105,8 +107,9 @@ def run_discovery(sweep: Path, meta: dict, trials, fractions: list[float], n_see
     t0 = time.perf_counter()
     for i, (m, f, s) in enumerate(todo, 1):
         scen = scen or Scenario.load(open_store(meta["store"]), meta["scenario"], "cpu")
-        out = run_config(scen, best.loc[m], m, meta, s, lambda msg: None, discovery=f, relearn=relearn)
-        rec = {"method": m, "fraction": f, "seed": s, "config_id": ids[m], "relearn": relearn,
+        out = run_config(scen, best.loc[m], m, meta, s, lambda msg: None, discovery=f, relearn=relearn,
+                         relearn_lr=relearn_lr)
+        rec = {"method": m, "fraction": f, "seed": s, "config_id": ids[m], "relearn": probe,
                "holdout_found": [bool(v) for v in scen.holdout_found(f)],
                **{k: v for k, v in out.items() if k in KEEP or (k.startswith("relearn_") and k[8:] in KEEP)}}
         _write(run_file(root, m, f, s), rec)
@@ -116,18 +119,18 @@ def run_discovery(sweep: Path, meta: dict, trials, fractions: list[float], n_see
     if relearn:  # θ_retrain probed as the methods are: it never saw the poison, so nothing may come back
         for s in seeds:
             f = root / RUNS / f"retrain__probe__s{s}.json"
-            if (_read(f) or {}).get("relearn") == relearn:
+            if (_read(f) or {}).get("relearn") == probe:
                 continue
             scen = scen or Scenario.load(open_store(meta["store"]), meta["scenario"], "cpu")
             budget = float(meta["config"]["budget"]) * relearn
             before = evaluated(scen, scen.new_model("retrain"))
-            after = relearn_probe(scen, scen.new_model("retrain"), budget, s)
-            _write(f, {"method": "retrain", "seed": s, "relearn": relearn, **{k: before.get(k) for k in KEEP},
+            after = relearn_probe(scen, scen.new_model("retrain"), budget, s, relearn_lr)
+            _write(f, {"method": "retrain", "seed": s, "relearn": probe, **{k: before.get(k) for k in KEEP},
                        **{f"relearn_{k}": after.get(k) for k in KEEP}})
     rows = []
     for f in sorted((root / RUNS).glob("*.json")) if (root / RUNS).is_dir() else []:
         r = _read(f)
-        if r and (r.get("method") == "retrain" and r.get("relearn") == relearn or ids.get(r.get("method")) ==
+        if r and (r.get("method") == "retrain" and r.get("relearn") == probe or ids.get(r.get("method")) ==
                   r.get("config_id")):
             rows.append(r)
     return rows

@@ -6,8 +6,6 @@
 """
 from __future__ import annotations
 
-import hashlib
-import math
 import platform
 import shutil
 import sys
@@ -24,7 +22,7 @@ from ..attacks import ATTACKS, Attack, BuildEnv, PoisonedSet, make_attack
 from ..config import ScenarioConfig, scenario_from_dict, to_dict
 from ..data import Dataset, load_dataset
 from ..defaults import PARALLEL_MIN_SAMPLE_GRADS, REFERENCES, check_references
-from ..errors import ArtifactError, ConfigError, check_number
+from ..errors import ArtifactError, ConfigError
 from ..metrics import evaluate, gus_summary, loss_mia, per_sample_losses
 from ..metrics.gus import gus_score_sets
 from ..models import build_model
@@ -32,14 +30,11 @@ from ..registry import load_plugins, loaded_plugins
 from ..runtime import deterministic
 from ..stats.evidence import encode_bits
 from ..version import __version__
+from .requests import check_discovery, discovered_rows
+from .seeds import derive_seed
 from .train import TrainResult, train
 
 FILES = ("initial.safetensors", "retrain.safetensors", "poison.safetensors")
-
-
-def derive_seed(seed: int, tag: str) -> int:
-    """Independent, reproducible seeds per purpose (poison draw, data order, init, ...)."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{tag}".encode()).digest()[:4], "little") & 0x7FFFFFFF
 
 
 def scenario_data(cfg: ScenarioConfig, data_dir: str | None = None) -> Dataset:
@@ -238,19 +233,6 @@ def stored_config(cfg: ScenarioConfig, poison: dict) -> ScenarioConfig:
     (`Attack.stored_params`: an older artifact lacks what later defaults add, e.g. canaries)."""
     params = ATTACKS.get(cfg.attack, "attack").stored_params(dict(cfg.attack_params), set(poison))
     return cfg if params == cfg.attack_params else replace(cfg, attack_params=params)
-
-
-def check_discovery(fraction, field: str = "discovery") -> float:
-    """The discovered share of the poisons: in (0, 1]."""
-    return check_number(field, fraction, lo=0, hi=1, lo_open=True, what="the share of the poisons the defender "
-                        "found and requests to unlearn")
-
-
-def discovered_rows(seed: int, k: int, fraction: float) -> torch.Tensor:
-    """Positions (into the k poisons) found at `fraction`: the first ceil(fraction * k) of one seeded
-    permutation per scenario, so smaller fractions find subsets of larger ones."""
-    order = torch.randperm(k, generator=torch.Generator().manual_seed(derive_seed(seed, "discovery")))
-    return order[: max(1, math.ceil(fraction * k - 1e-9))].sort().values
 
 
 def rounded_scores(scores: dict, rows: torch.Tensor | None = None) -> dict:
