@@ -272,3 +272,30 @@ def test_scenarios_made_before_canaries_keep_their_hash_and_load_without_them():
     g = ATTACKS.get("gaussian")
     assert g.stored_params({"k": 64}, {"poison_idx", "noise"}) == {"k": 64, "canaries": 0}
     assert g.stored_params({"k": 64}, {"poison_idx", "noise", "canary_idx", "canary_noise"}) == {"k": 64}
+
+
+def test_paired_tests_count_retrains_spread_over_scenarios():
+    from raysweep.stats.evidence import paired_binary
+
+    rng = np.random.default_rng(5)
+
+    def bits(p, n=3000):
+        return rng.random(n) < p
+
+    def runs(losses):
+        mine, ret, ini = [], [], []
+        for i, loss in enumerate(losses):
+            r = bits(0.7)
+            lose = lambda share, r=r: np.where(rng.random(len(r)) < share / 0.7, False, r)  # noqa: E731
+            m = lose(loss) if loss >= 0 else np.where(rng.random(len(r)) < -loss / 0.3, True, r)
+            mine.append(dict(scenario=f"s{i}", test_correct=encode_bits(m), test_acc=m.mean()))
+            ret.append(dict(scenario=f"s{i}", test_correct=encode_bits(r), test_acc=r.mean()))
+            ini.append(dict(scenario=f"s{i}", test_correct=encode_bits(lose(0.10)), test_acc=0.6))
+        return pd.DataFrame(mine), {"retrain": pd.DataFrame(ret), "none": pd.DataFrame(ini)}
+
+    steady, refs = runs([0.01, 0.01, 0.01])
+    ev = paired_binary(steady, refs, "test_correct", "test_acc", -1, 0.5, None)
+    assert ev.p_removes < 0.01  # each scenario's loss 1 point, margin 5: removed
+    swinging, refs = runs([0.0, 0.08, -0.04])  # a mean loss of 1.3 points too, but θ_retrain's draws disagree
+    ev = paired_binary(swinging, refs, "test_correct", "test_acc", -1, 0.5, None)
+    assert ev.p_removes > 0.05 and "spread" in ev.note

@@ -156,6 +156,13 @@ def paired_binary(mine: pd.DataFrame, refs: dict[str, pd.DataFrame], key: str, s
         margin = max(0.0, margin_fraction * float(np.concatenate(d_init).mean())) if d_init else None
         ev = unit_evidence(d, margin, False, p_fails=sign_test_greater(int((d > 0).sum()), int((d < 0).sum())))
         ev.per_run, ev.runs, ev.scenarios = per_run, len(per_run), len(d_all)
+        if len(d_all) >= 2 and margin is not None:  # θ_retrain as a distribution: each scenario has its own
+            means = np.array([float(x.mean()) for x in d_all])
+            between = float(means.std(ddof=1)) / math.sqrt(len(means))
+            if ev.sd is not None and between > ev.sd / math.sqrt(len(d)):  # the spread over scenarios decides
+                ev.p_removes = t_cdf((float(means.mean()) - margin) / between, len(means) - 1) if between > 0 \
+                    else float(means.mean() >= margin)
+                ev.note = "removes tested over the scenarios' θ_retrain spread (t, S − 1 df)"
         return ev
     # unpaired fallback: two independent proportions
     pm, pr, pi = mean_of(mine, scalar), mean_of(refs["retrain"], scalar), mean_of(refs["none"], scalar)
