@@ -124,6 +124,7 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
     counts = (trials[trials.status != "reference"].groupby(["method", "status"]).size().unstack(fill_value=0)
               .reset_index())
     by = {o: tuned[tuned.outcome == o].method.tolist() for o in OUTCOMES}
+    j.ctx["power"] = cls.power(j.evidence, j.ctx)  # a simulation: here, not in every judge (curve, discovery)
     power = power_line(j.ctx, demo)
     removed = tuned[tuned.verdict == "removes the poison"].method.tolist()
     failed_acc = tuned[tuned.accuracy_kept.eq(False)].method.tolist()

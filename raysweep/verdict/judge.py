@@ -104,7 +104,6 @@ def judge(trials: pd.DataFrame, alpha: float = D.ALPHA, tolerance: float = D.TOL
                selected_judges=[m for m in judged if runs[runs.method == m].get("selected", pd.Series(dtype=bool))
                                 .fillna(False).astype(bool).any()],
                accuracy_notes=list(dict.fromkeys(a["note"] for a in acc_ev.values() if a.get("note"))))
-    ctx["power"] = cls.power(evidence, ctx)
     acc_of = {m: pd.to_numeric(g.get("test_acc"), errors="coerce").mean() for m, g in acc_runs.groupby("method")}
     floor = float(acc_of.get("retrain", float("nan"))) - tolerance
     shown = [c for c in verdict_columns(cls) if c not in VERDICT_HEAD]
