@@ -41,7 +41,11 @@ def test_an_old_sweep_reports(old_sweep, capsys):
     assert main(["report", str(old_sweep)]) == 0
     verdict = pd.read_csv(old_sweep / "report" / "verdict.csv").set_index("method")
     assert {"none", "retrain", "gd", "ssd"} <= set(verdict.index)
-    assert (old_sweep / "report" / "report.md").read_text().startswith("# raysweep report: old-fixture")
+    text = (old_sweep / "report" / "report.md").read_text()
+    assert text.startswith("# raysweep report: old-fixture")
+    # its store is gone (a copied sweep): the command's default re-runs give way to the tables, and it says so
+    assert "nothing was re-run" in text and "judging its tables alone" in capsys.readouterr().err
+    assert main(["report", str(old_sweep), "--seeds", "1"]) == 2  # asked for explicitly: one line, not ignored
 
 
 def test_every_moved_module_still_imports_from_its_old_path():

@@ -4,24 +4,10 @@
 """
 from __future__ import annotations
 
-import sys
-
 from .. import defaults
-from ..artifacts import open_store
 from ..errors import check_number
-from ..prepare.scenario import store_key
 from ..report.build import build_report
-from ..results.layout import read_sweep_meta
 from .common import add_sweep_arg, sweep_path
-
-
-def has_scenario(sweep) -> bool:
-    """Whether the store the sweep names holds its scenario (the re-runs need it)."""
-    try:
-        meta = read_sweep_meta(sweep)
-        return open_store(meta["store"]).has(store_key(meta["scenario"]))
-    except Exception:  # noqa: BLE001 - unreadable: build_report says what is wrong, in one line
-        return True
 
 
 def add_parser(sub) -> None:
@@ -53,12 +39,7 @@ def run(args) -> int:
     margin = defaults.check_margin(defaults.MARGIN if args.margin is None else args.margin)
     if args.tolerance is not None:
         defaults.check_tolerance(args.tolerance)
-    path = sweep_path(args)
-    if not asked and (seeds or scenario_seeds) and not has_scenario(path):
-        print("raysweep: the sweep's scenario is not in its store (a copied sweep?): judging its tables alone, "
-              "without re-runs; the report says so", file=sys.stderr)
-        seeds = scenario_seeds = 0
-    path = build_report(path, args.out, args.alpha, args.tolerance, seeds, margin=margin,
-                        scenario_seeds=scenario_seeds)
+    path = build_report(sweep_path(args), args.out, args.alpha, args.tolerance, seeds, margin=margin,
+                        scenario_seeds=scenario_seeds, reruns_optional=not asked)
     print(path)
     return 0

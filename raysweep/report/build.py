@@ -14,11 +14,12 @@ from pathlib import Path
 import pandas as pd
 
 from .. import defaults as D
-from ..artifacts import atomic_write_table, atomic_write_text
+from ..artifacts import atomic_write_table, atomic_write_text, open_store
 from ..attacks import ATTACKS
 from ..curve.figure import report_blocks as curve_blocks
 from ..discovery.figure import report_blocks as discovery_blocks
 from ..explain.figure import report_blocks as why_blocks
+from ..prepare.scenario import store_key
 from ..results.layout import require
 from ..results.tables import read_tables
 from ..stats.evidence import missing
@@ -80,12 +81,13 @@ def verdict_view(table: pd.DataFrame, cls) -> pd.DataFrame:
 
 def build_report(path: str | Path, out: str | Path | None = None, alpha: float = D.ALPHA,
                  tolerance: float | None = None, seeds: int = 0, log=None, margin: float = DEFAULT_MARGIN,
-                 scenario_seeds: int = 0, demo: bool = False) -> Path:
+                 scenario_seeds: int = 0, demo: bool = False, reruns_optional: bool = False) -> Path:
     """Verdict, figures, Markdown + HTML. seeds: fresh unlearning seeds per best configuration;
     scenario_seeds: fresh scenarios (verdict/pool.py); margin: δ, the equivalence margin as a
     fraction of θ_initial's effect. The library call judges what it is given (0, 0: the tables alone);
     `raysweep report` re-runs by default (defaults.REPORT_SEEDS, REPORT_SCENARIO_SEEDS). demo: the
-    report says that it is the demo's, and what its power is."""
+    report says that it is the demo's, and what its power is. reruns_optional (the command's defaults):
+    a sweep whose store no longer holds its scenario (a copied sweep) is judged on its tables alone."""
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))
     meta, trials, history, scores = read_tables(path)
     require(meta, path, "attack", "spaces", "versions")
@@ -95,6 +97,10 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
     attack = meta["attack"]
     cls = ATTACKS.get(attack, "attack")
     tol = cfg["tolerance"] if tolerance is None else tolerance
+    offline = bool(reruns_optional and (seeds or scenario_seeds) and not has_scenario(meta))
+    if offline:
+        say("[report] the sweep's scenario is not in its store (a copied sweep?): judging its tables alone")
+        seeds = scenario_seeds = 0
     sr = None
     if seeds or scenario_seeds:
         sr = rerun_best(meta, trials, seeds, scenario_seeds, say)
@@ -162,6 +168,9 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
               f"inconclusive: {', '.join(by['inconclusive']) or 'none'}. Accuracy shown below the tolerance: "
               f"{', '.join(failed_acc) or 'none'}."),
     ]
+    if offline:
+        blocks.append(("p", f"Note: the store {meta.get('store')} does not hold this sweep's scenario, so nothing "
+                            "was re-run: the verdict rests on the sweep's own tables."))
     if j.ctx.get("selected_judges"):
         blocks.append(("p", "Note: the selected trial judges itself for " + ", ".join(j.ctx["selected_judges"]) +
                        " (no fresh run of its configuration): its unlearning seed's luck is part of why the search "
@@ -192,6 +201,14 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
     atomic_write_text(out / "report.html", to_html(blocks, f"raysweep report: {meta['name']}"))
     say(f"[report] written to {out / 'report.md'} and report.html")
     return out / "report.md"
+
+
+def has_scenario(meta: dict) -> bool:
+    """Whether the store the sweep names holds its scenario (re-runs need it)."""
+    try:
+        return open_store(meta["store"]).has(store_key(meta["scenario"]))
+    except Exception:  # noqa: BLE001 - a store that cannot be opened holds nothing usable here
+        return False
 
 
 def power_line(ctx: dict, demo: bool = False) -> str:
