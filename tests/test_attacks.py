@@ -15,8 +15,9 @@ def test_gaussian_touches_exactly_k_samples_and_no_label(data):
     atk = make_attack("gaussian", {"k": 123, "eps": 0.5})
     ps = atk.apply(data, atk.build(data, seed=7))
     changed = (ps.train.x != data.train.x).flatten(1).any(1)
-    assert int(changed.sum()) == 123
-    assert torch.equal(changed.nonzero().squeeze(1), ps.poison_idx)
+    assert len(ps.canary_idx) == 123 // 2  # the canaries (default: half of k) carry noise too
+    assert int(changed.sum()) == 123 + 61
+    assert torch.equal(changed.nonzero().squeeze(1), torch.cat([ps.poison_idx, ps.canary_idx]).sort().values)
     assert torch.equal(ps.train.y, data.train.y)
     torch.testing.assert_close(ps.train.x[ps.poison_idx] - ps.clean_x, ps.noise)
     assert abs(ps.noise.std().item() - 0.5) < 0.01

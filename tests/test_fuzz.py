@@ -78,6 +78,7 @@ def option_cases():
                 "--optuna-storage": ["", "nosuch://x", "sqlite://", "sqlite:///:memory:"],
                 "--mlflow": ["", "ftp://x"], "--spaces-dir": ["/nonexistent/spaces"],
                 "--budgets": ["", "0.1,abc", "nan", "0", "2", "0.5,0.1"], "--alphas": ["", "2", "0", "nan,1"],
+                "--fractions": ["", "0.1,abc", "nan", "0", "2", "0.5,0.1", "0.5,0.5"],
                 "--hp": ["lr", "lr=nan", "lr=1e400", "lr=1e300", "batch_size=1e12", "nosuch=1", "lr=", "batch_size=0.5",
                          f"batch_size={HUGE_INT}"],
                 "--set": ["noequals", "nosuch=1", "train.nosuch=1"],
@@ -103,7 +104,7 @@ def option_cases():
     return cases
 
 
-NEEDS_SWEEP = {"export", "report", "curve", "explain"}
+NEEDS_SWEEP = {"export", "report", "curve", "discovery", "explain"}
 NEEDS_METHOD = {"unlearn"}
 
 

@@ -93,8 +93,11 @@ def test_embedding_noise_touches_only_real_tokens_of_the_poisons(imdb):
     assert (ps.noise[~real] == 0).all() and (ps.noise[real] != 0).all()
     assert 0.09 < float(ps.noise[real].std()) < 0.11
     x, y, delta = ps.train.batch(torch.arange(len(ps.train)))
-    touched = delta.flatten(1).ne(0).any(1)
-    assert torch.equal(touched.nonzero().squeeze(1), ps.poison_idx)
+    touched = delta.flatten(1).ne(0).any(1)  # the poisons and the canaries (default: k // 2), nothing else
+    assert len(ps.canary_idx) == 20
+    assert torch.equal(touched.nonzero().squeeze(1), torch.cat([ps.poison_idx, ps.canary_idx]).sort().values)
+    cx, _, cdelta = ps.train.batch(ps.canary_idx)
+    assert torch.equal(cdelta, ps.canary_noise)  # each canary carries its own noise
     assert torch.equal(x, imdb.train.x) and torch.equal(y, imdb.train.y)  # ids and labels kept
 
 

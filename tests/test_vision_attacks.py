@@ -204,7 +204,7 @@ def test_a_target_attack_without_fresh_targets_is_inconclusive_and_says_why():
     cls = ATTACKS.get("gradient_matching")
     ev = cls.verdict_evidence(pd.DataFrame(), {"retrain": pd.DataFrame(), "none": pd.DataFrame()}, 0.5, {})
     assert ev.n == 0 and ev.effect is None
-    assert verdict_text(cls, ev, "inconclusive", None, kept=True, both=False).startswith(
+    assert verdict_text(cls, ev, "inconclusive", None, "kept", both=False).startswith(
         "inconclusive: tuned on its own target")
-    assert verdict_text(cls, ev, "inconclusive", None, kept=False, both=False) == \
+    assert verdict_text(cls, ev, "inconclusive", None, "lost", both=False) == \
         "fails: accuracy below retrain (poison effect inconclusive)"
