@@ -1,7 +1,7 @@
 """One configuration on one prepared scenario: unlearn θ_initial with a method under a budget, and
 evaluate the result. Everything that runs a configuration calls this module: `raysweep unlearn`, the
-sweep's trials and after-search evidence, the report's re-runs on fresh seeds, the budget curve and
-`raysweep explain`.
+sweep's trials and after-search evidence, the report's re-runs on fresh seeds, the budget curve,
+`raysweep discovery` and `raysweep explain`.
 
     raysweep unlearn --method gd --budget 0.1 --hp lr=1e-2     (cli/unlearn.py: `unlearn_and_evaluate`)
 """

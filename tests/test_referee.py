@@ -162,7 +162,7 @@ def test_a_model_distributed_like_retrain_keeps_accuracy_and_one_far_below_loses
     seeds["test_acc"] = seeds.method.map({"like": keep.mean(), "low": low.mean()})
     trials.loc[trials.method == "retrain", "test_acc"] = base.mean()
     v = judge(trials, attack="gaussian", scores=scores, meta=meta, seeds=seeds).table.set_index("method")
-    assert v.loc["like", "accuracy"] == "kept" and v.loc["low", "accuracy"] == "lost"
+    assert v.loc["like", "accuracy"] == "kept" and v.loc["low", "accuracy"] == "below"
     assert v.loc["low", "verdict"].startswith("fails: accuracy below retrain")
 
 

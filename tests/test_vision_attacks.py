@@ -206,5 +206,5 @@ def test_a_target_attack_without_fresh_targets_is_inconclusive_and_says_why():
     assert ev.n == 0 and ev.effect is None
     assert verdict_text(cls, ev, "inconclusive", None, "kept", both=False).startswith(
         "inconclusive: tuned on its own target")
-    assert verdict_text(cls, ev, "inconclusive", None, "lost", both=False) == \
+    assert verdict_text(cls, ev, "inconclusive", None, "below", both=False) == \
         "fails: accuracy below retrain (poison effect inconclusive)"

@@ -18,7 +18,7 @@ import torch
 
 from ..data.base import Dataset
 from ..errors import ConfigError, check_number
-from ..stats.evidence import Evidence, mean_of, per_scenario, unit_evidence
+from ..stats.evidence import Evidence, mean_of, needed_normal, per_scenario, unit_evidence
 from ..stats.exact import norm_ppf, t_ppf, tost
 from ..stats.power import gaussian_power
 from ..stats.scores import score_tests
@@ -253,6 +253,11 @@ class GaussianPoison(Attack):
         p_rem, p_fail = gaussian_power(n, float(ini.effect), ctx["m"], ctx["alpha"], ctx["delta"], nc if c0 else 0, c0)
         return {"removes": p_rem, "fails": p_fail, "n": n, "canaries": nc if c0 else 0, "unit": cls.verdict_unit,
                 "margin": ini.margin}
+
+    @classmethod
+    def needed(cls, ev: Evidence, level: float) -> int | None:
+        """As the base class, with the mean's test at half the level (its p is doubled beside the spread's)."""
+        return needed_normal(ev, level, fails_level=level / 2)
 
     @classmethod
     def advice(cls, ev: Evidence, n: int | None) -> str:

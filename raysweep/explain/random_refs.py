@@ -1,6 +1,6 @@
 """θ_random: the scenario's model retrained without k random clean samples instead of the k poisons.
 
-Draw j drops k rows chosen uniformly among the retain (non-poison) rows of S_corr, seeded by
+Draw j drops k rows chosen uniformly among the clean rows of S_corr (neither poisons nor canaries), seeded by
 derive_seed(cfg.seed, f"random-drop-{j}"), and trains on the rest exactly as `prepare` trains θ_retrain:
 the same TrainConfig, the same initialisation seed (derive_seed(cfg.seed, "init")) and data-order seed
 (derive_seed(cfg.seed, "order")) on a set of the same size N − k. The poisons stay in: θ_random differs

@@ -1,6 +1,6 @@
 """What an attack's verdict tests found, and the building blocks the attacks share.
 
-The report (raysweep/report/verdict.py) hands an attack the runs of one model (a method's best
+The report (raysweep/verdict/judge.py) hands an attack the runs of one model (a method's best
 configuration on every seed and scenario it ran on, or θ_initial) and the reference runs
 (θ_initial "none", θ_retrain "retrain", one per scenario); the attack answers with an `Evidence`:
 the effect left (in its own units, θ_retrain's = 0), a p-value that it remains ("fails"), a p-value
@@ -108,15 +108,17 @@ def unit_evidence(x: np.ndarray, margin: float | None, two_sided: bool, null_sd:
     return Evidence(mean, lo, hi, n, sd, null_sd, two_sided, margin, p_fails, p_removes)
 
 
-def needed_normal(ev: Evidence, level: float) -> int | None:
+def needed_normal(ev: Evidence, level: float, fails_level: float | None = None) -> int | None:
     """Units at which the observed effect and SD would decide at `level` (normal approximation):
-    fails needs |effect| >= z·σ0/√n, removes needs (margin - |effect|) >= z·s/√n; the smaller n."""
+    fails needs |effect| >= z·σ0/√n (at `fails_level` when the fails test runs at its own level),
+    removes needs (margin - |effect|) >= z·s/√n; the smaller n."""
     if ev.effect is None:
         return None
     out = []
     eff = abs(ev.effect) if ev.two_sided else ev.effect
     sd0 = ev.null_sd or ev.sd
-    z_f = norm_ppf(1 - level / 2) if ev.two_sided else norm_ppf(1 - level)
+    lf = level if fails_level is None else fails_level
+    z_f = norm_ppf(1 - lf / 2) if ev.two_sided else norm_ppf(1 - lf)
     if sd0 and eff > 0:
         out.append((z_f * sd0 / eff) ** 2)
     if ev.margin is not None and ev.sd and eff < ev.margin:

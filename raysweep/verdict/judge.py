@@ -122,9 +122,9 @@ def judge(trials: pd.DataFrame, alpha: float = D.ALPHA, tolerance: float = D.TOL
         if missing(acc):
             state = None
         elif a["p_kept"] is None:  # a point comparison (old tables without per-image results or test size)
-            state = "kept" if acc >= floor else "lost"
+            state = "kept" if acc >= floor else "below"
         else:
-            state = "kept" if acc_kept.get(m) else "lost" if acc_lost.get(m) else "undecided"
+            state = "kept" if acc_kept.get(m) else "below" if acc_lost.get(m) else "undecided"
         verdict = verdict_text(cls, ev, outcome, need, state, tolerance,
                                both=outcome == "fails" and rej_r.get(m, False))
         if bool(r.get("diverged")):
@@ -149,12 +149,12 @@ def _row(shown: list[str], method, status, config, r: pd.Series, ev, **extra) ->
 def verdict_text(cls, ev, outcome: str, need, accuracy: str | None, tolerance: float = D.TOLERANCE,
                  both: bool = False) -> str:
     """The verdict in words, from the poison test's outcome and the accuracy test (`accuracy`: kept,
-    lost, undecided, or None when missing)."""
+    below, undecided, or None when missing)."""
     if ev.effect is None and ev.note.startswith("not judged"):
         return ev.note
     if accuracy is None:
         return "not judged: missing test accuracy"
-    lost = " and accuracy below retrain" if accuracy == "lost" else ""
+    lost = " and accuracy below retrain" if accuracy == "below" else ""
     if outcome == "fails":
         return "fails: poison remains" + (" (detectable, though inside the margin)" if both else "") + lost
     if outcome == "signal destroyed":
@@ -162,10 +162,10 @@ def verdict_text(cls, ev, outcome: str, need, accuracy: str | None, tolerance: f
     if outcome == "removes":
         if accuracy == "kept":
             return "removes the poison"
-        if accuracy == "lost":
+        if accuracy == "below":
             return "fails: accuracy below retrain (poison effect removed)"
         return f"inconclusive: poison effect removed, accuracy not shown within {tolerance:g} of θ_retrain's"
-    if accuracy == "lost":
+    if accuracy == "below":
         return "fails: accuracy below retrain (poison effect inconclusive)"
     return "inconclusive: " + (ev.note + "; " if ev.note and ev.effect is None else "") + cls.advice(ev, need)
 

@@ -7,7 +7,7 @@ own scenario (same poisons, same θ_initial and θ_retrain); `--scenario-seeds M
 fresh scenarios (the scenario's `seed` + 1 .. + M: new poisons or targets, new θ_initial and
 θ_retrain; each built once and cached in the store under its hash) and runs the best configuration
 there with the sweep's seed and the same N fresh seeds. The verdict pools all of them
-(raysweep/attacks/evidence.py describes the runs table).
+(raysweep/stats/evidence.py describes the runs table).
 """
 from __future__ import annotations
 
