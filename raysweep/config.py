@@ -168,12 +168,6 @@ class ScenarioConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def make_attack_params(cfg: ScenarioConfig) -> dict:
-    """The attack's parameters completed with its defaults, so equal scenarios hash equal."""
-
-    return make_attack(cfg.attack, cfg.attack_params).params
-
-
 PRESETS: dict[str, dict] = {
     # The default: Gaussian poisoning of 10 % of the bundled CIFAR-10 subset, the CPU ResNet-9
     # (docs/decisions.md: 1,000 poisons show on every pilot seed; 500 did not on seed 1).
