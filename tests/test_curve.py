@@ -18,6 +18,7 @@ from raysweep.curve.table import summary_table
     (["--budgets", "0.1,1.5"], "budgets"),        # more than retraining's compute
     (["--budgets", "0.1,lots"], "budgets"),
     (["--seeds", "0"], "seeds"),
+    (["--trials", "0"], "trials"),
     (["--margin", "2"], "margin"),
 ])
 def test_bad_arguments_exit_2_naming_the_field_before_anything_runs(tmp_path, capsys, argv, field):
@@ -70,7 +71,7 @@ def curve_run(ray_local, prepared_tiny, tmp_path_factory):
     from .conftest import run_tiny_sweep
 
     sweep = run_tiny_sweep(prepared_tiny, tmp_path_factory.mktemp("curve"), ["gd", "ga"], 1, 0.05, 0.5, "cur")
-    argv = ["curve", str(sweep), "--budgets", "0.02,0.05", "--seeds", "2"]
+    argv = ["curve", str(sweep), "--budgets", "0.02,0.05", "--seeds", "2", "--trials", "1"]
     return sweep, argv, main(argv)
 
 
@@ -80,9 +81,13 @@ def test_the_curve_writes_one_row_per_method_budget_and_seed_plus_the_references
     curve = sweep / "curve"
     t = pd.read_parquet(curve / "curve.parquet")
     assert len(pd.read_csv(curve / "curve.csv")) == len(t)
-    runs = t[t.status == "run"]
+    every = t[t.status == "run"]
+    runs = every[~every.control.astype(bool)]
     assert sorted(zip(runs.method, runs.budget, runs.seed)) == sorted(
         (m, b, s) for m in ("gd", "ga") for b in (0.02, 0.05) for s in (1, 2))  # fresh seeds: sweep seed 0 + 1, 2
+    controls = every[every.control.astype(bool)]  # retraining from scratch within each budget (no 1.0: no euk_all)
+    assert sorted(zip(controls.method, controls.budget, controls.seed)) == sorted(
+        ("scratch", b, s) for b in (0.02, 0.05) for s in (1, 2))
     refs = t[t.status == "reference"].set_index("method")
     assert refs.loc["none", "budget"] == 0.0 and refs.loc["retrain", "budget"] == 1.0 and len(refs) == 2
     assert runs.budget_spent.between(0.9 * runs.budget, runs.budget + 1e-9).all()  # each run spent its budget
@@ -91,32 +96,77 @@ def test_the_curve_writes_one_row_per_method_budget_and_seed_plus_the_references
     gd = runs[(runs.method == "gd") & (runs.budget == 0.05)]
     assert gd.holdout_gus.nunique() == 2
     v = pd.read_csv(curve / "curve_verdict.csv")
-    tuned = v[v.status == "tuned"]
+    tuned = v[(v.status == "tuned") & ~v.control]
     assert sorted(zip(tuned.method, tuned.budget)) == sorted((m, b) for m in ("gd", "ga") for b in (0.02, 0.05))
     assert (tuned.runs == 2).all() and (tuned.n == 32).all()  # 2 seeds pooled over the 32 held-out poisons
     assert set(tuned.outcome) <= {"fails", "signal destroyed", "removes", "inconclusive"}
+    assert set(v[v.control].method) == {"scratch"}  # judged, in a family of its own
     s = pd.read_csv(curve / "curve_summary.csv").set_index("method")
-    # 32 held-out poisons cannot show a removal (docs/verdict.md): none up to the largest budget run
-    assert set(s.index) == {"gd", "ga"} and (s.removes_at == "none up to 0.05").all()
+    # 32 held-out poisons cannot show a removal (docs/verdict.md): none up to the largest budget run; with no
+    # budget 1.0 the sanity rows did not decide whether the referee could say "removes"
+    assert set(s.index) == {"gd", "ga", "scratch"} and (s.removes_at == "none up to 0.05").all()
+
+
+def test_each_budget_is_tuned_by_its_own_search_and_the_sweep_stands_for_its_own_cap(curve_run):
+    """Tuned mode: the row at 0.02 is the best of the search run at 0.02 (curve/searches/b0.02), given the
+    share of the budget that search chose; at the sweep's own cap (0.05) the sweep's pick."""
+    from raysweep.results.tables import best_rows, read_tables
+
+    sweep, _, _ = curve_run
+    _, at_02, _, _ = read_tables(sweep / "curve" / "searches" / "b0.02")
+    assert read_tables(sweep / "curve" / "searches" / "b0.02")[0]["config"]["budget"] == 0.02
+    assert not (sweep / "curve" / "searches" / "b0.05").exists()  # the sweep itself, at its cap 0.05
+    _, own, _, _ = read_tables(sweep)
+    for budget, table in ((0.02, at_02), (0.05, own)):
+        best = best_rows(table)
+        for m in ("gd", "ga"):
+            cell = json.loads((sweep / "curve" / "runs" / f"{m}__b{budget:g}__s1.json").read_text())
+            row = best.loc[m]
+            assert cell["hp"] == {k[3:]: row[k] for k in row.index if k.startswith("hp_") and pd.notna(row[k])}
+            assert cell["share"] == pytest.approx(row["cap_share"])
+            assert cell["budget_spent"] <= budget * row["cap_share"] + 1e-9  # it ran within the share it was tuned at
+    plan = json.loads((sweep / "curve" / "curve_plan.json").read_text())
+    assert plan["mode"] == "tune" and plan["trials_per_budget"] == 1
 
 
 def test_a_second_call_reruns_nothing_and_a_lost_cell_is_run_again(curve_run, capsys):
     sweep, argv, _ = curve_run
     files = sorted((sweep / "curve" / "runs").glob("*.json"))
-    assert len(files) == 8
+    assert len(files) == 12  # 2 methods and the scratch control x 2 budgets x 2 seeds
     before = {f.name: f.stat().st_mtime_ns for f in files}
     capsys.readouterr()
     assert main(argv) == 0
     err = capsys.readouterr().err
-    assert "8 already done (skipped), 0 to run" in err and not re.search(r"done \d+/8", err)  # no cell ran
+    assert "12 already done (skipped), 0 to run" in err and not re.search(r"done \d+/12", err)  # no cell ran
+    assert "running its search" not in err and "resuming its search" not in err  # nor any search
     assert {f.name: f.stat().st_mtime_ns for f in files} == before
     lost = files[3]
     lost.unlink()  # what a killed call leaves: that cell's file was never written
     assert main(argv) == 0
     err = capsys.readouterr().err
-    assert "7 already done (skipped), 1 to run" in err and len(re.findall(r"done \d+/8", err)) == 1
+    assert "11 already done (skipped), 1 to run" in err and len(re.findall(r"done \d+/12", err)) == 1
     assert lost.is_file() and all(f.stat().st_mtime_ns == before[f.name] for f in files if f != lost)
-    assert len(pd.read_parquet(sweep / "curve" / "curve.parquet")) == 8 + 2
+    assert len(pd.read_parquet(sweep / "curve" / "curve.parquet")) == 12 + 2
+
+
+def test_reuse_runs_the_sweeps_own_pick_at_every_budget_and_no_search(curve_run, tmp_path):
+    import shutil
+
+    from raysweep.results.tables import best_rows, read_tables
+
+    sweep, _, _ = curve_run
+    copy = tmp_path / "copy"
+    shutil.copytree(sweep, copy, ignore=shutil.ignore_patterns("curve"))
+    assert main(["curve", str(copy), "--budgets", "0.02", "--seeds", "1", "--reuse", "--no-controls"]) == 0
+    assert not (copy / "curve" / "searches").exists()
+    best = best_rows(read_tables(copy)[1])
+    for m in ("gd", "ga"):
+        cell = json.loads((copy / "curve" / "runs" / f"{m}__b0.02__s1.json").read_text())
+        row = best.loc[m]
+        assert cell["hp"] == {k[3:]: row[k] for k in row.index if k.startswith("hp_") and pd.notna(row[k])}
+        assert cell["share"] == 1.0 and not cell["control"]  # the whole budget, as before
+    assert sorted(p.name for p in (copy / "curve" / "runs").glob("*.json")) == ["ga__b0.02__s1.json",
+                                                                                "gd__b0.02__s1.json"]
 
 
 @pytest.mark.parametrize("extra, field", [(["--methods", "gd,ssd"], "methods"),          # ssd was not swept
@@ -159,3 +209,28 @@ def test_the_report_shows_the_curve_when_present(curve_run, tmp_path):
     grid = text[text.index("The outcome at each budget"):text.index("(curve.png)")]
     assert "| method | budget 0.02 | budget 0.05 |" in grid and "| gd |" in grid and "| ga |" in grid
     assert json.loads((md.parent / "curve.json").read_text())["series"][0]["series"]["ga"]["x"] == [0.02, 0.05]
+
+
+def test_sanity_rows_that_cannot_be_called_removes_make_the_summary_say_it_cannot_decide(curve_run, tmp_path):
+    """On tiny (32 held-out poisons) no run can be shown within the margin (docs/verdict.md): the sanity
+    rows at budget 1.0 (retraining from scratch, EU-k with every layer) are judged, are not "removes",
+    and the summary and report say that the verdict cannot decide at this size instead of "none up to 1"."""
+    import shutil
+
+    from raysweep.report.build import build_report
+
+    sweep, _, _ = curve_run
+    copy = tmp_path / "copy"
+    shutil.copytree(sweep, copy, ignore=shutil.ignore_patterns("curve"))
+    assert main(["curve", str(copy), "--budgets", "1.0", "--seeds", "2", "--reuse", "--methods", "gd"]) == 0
+    v = pd.read_csv(copy / "curve" / "curve_verdict.csv")
+    controls = v[v.control].set_index("method")
+    assert set(controls.index) == {"scratch", "euk_all"} and (controls.runs == 2).all() and (controls.n == 32).all()
+    assert "removes" not in set(controls.outcome)
+    s = pd.read_csv(copy / "curve" / "curve_summary.csv").set_index("method")
+    assert s.loc["gd", "removes_at"].startswith("cannot decide at this size")  # not "none up to 1"
+    assert s.loc["scratch", "removes_at"] == "none up to 1" and bool(s.loc["scratch", "control"])
+    cells = {json.loads(f.read_text())["runs_method"] for f in (copy / "curve" / "runs").glob("euk_all__*.json")}
+    assert cells == {"euk"}
+    text = build_report(copy, tmp_path / "report", log=lambda m: None).read_text()
+    assert "the verdict cannot decide whether a method removes the poison" in text

@@ -173,6 +173,19 @@ def test_a_bad_search_space_fails_before_any_trial(tmp_path):
         load_space("gd", tmp_path)
 
 
+def test_eu_k_searches_k_up_to_every_layer_group_of_the_model():
+    """`all` is a layer-count field's bound: the sweep resolves it to the model's layer groups (7 on
+    ResNet-9); a warm start above them, or `all` on a field that counts no layers, is one line."""
+    space = load_space("euk")
+    assert space.params["k"] == ("int", [1, "all"])
+    assert space.resolved(7).optuna()["k"].high == 7 and space.resolved(10).optuna()["k"].high == 10
+    assert space.params["k"] == ("int", [1, "all"])  # resolving made a new space
+    with pytest.raises(ConfigError, match=r"warm_start\[0\]\.k"):
+        space.resolved(2)  # the paper's warm start k = 3 on a two-group model
+    with pytest.raises(ConfigError, match=r"params\.batch_size"):
+        parse_space({"method": "euk", "params": {"batch_size": {"int": [1, "all"]}}}, "x.yaml", "euk")
+
+
 def test_every_shipped_space_is_valid():
     from raysweep.unlearn import METHODS
 

@@ -1,6 +1,7 @@
-"""`raysweep curve`: each method's best configuration re-run at budgets up to retraining's compute.
+"""`raysweep curve`: each method tuned and judged at budgets up to retraining's compute, with sanity rows.
 
-    raysweep curve SWEEP --budgets 0.02,0.05,0.1,0.25,0.5,1.0 [--seeds N] [--methods gd,ga]
+    raysweep curve SWEEP --budgets 0.02,0.05,0.1,0.25,0.5,1.0 [--trials 8] [--seeds N] [--methods gd,ga]
+                   [--reuse] [--no-controls]
                    [--address auto] [--cpus-per-trial C] [--gpus-per-trial G] [--device cpu]
 """
 from __future__ import annotations
@@ -19,12 +20,19 @@ DEFAULT_BUDGETS = ",".join(f"{b:g}" for b in D.CURVE_BUDGETS)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("curve", help="re-run each method's best configuration at budgets up to retraining's compute "
-                                     "(1.0) on fresh seeds: tables, verdict per budget, figure")
+    p = sub.add_parser("curve", help="tune each method at each budget up to retraining's compute (1.0), re-run each "
+                                     "pick on fresh seeds beside sanity rows: tables, verdict per budget, figure")
     add_sweep_arg(p)
     p.add_argument("--budgets", default=DEFAULT_BUDGETS,
                    help=f"ascending fractions of θ_initial's training compute in (0, 1] (default {DEFAULT_BUDGETS})")
     p.add_argument("--seeds", type=int, default=1, help="fresh unlearning seeds per method and budget (default 1)")
+    p.add_argument("--trials", type=int, default=D.TRIALS,
+                   help=f"trials per method in each budget's search (default {D.TRIALS})")
+    p.add_argument("--reuse", action="store_true",
+                   help="no search per budget: re-run the sweep's own pick (tuned at its cap) at every budget")
+    p.add_argument("--no-controls", action="store_true",
+                   help="leave out the sanity rows (retraining from scratch within each budget; EU-k with every "
+                        "layer at 1.0)")
     p.add_argument("--methods", default=None, help="comma-separated subset of the sweep's methods (default: all)")
     p.add_argument("--address", default=None,
                    help="Ray cluster to run on (auto, HOST:PORT, ray://...; local: a private local one); "
@@ -44,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     budgets = parse_budgets(args.budgets)
     check_number("seeds", args.seeds, lo=1, hi=D.MAX_SEEDS, integer=True,
                  what="fresh unlearning seeds per method and budget")
+    check_number("trials", args.trials, lo=1, hi=D.MAX_TRIALS, integer=True,
+                 what="trials per method in each budget's search")
     D.check_margin(args.margin)
     D.check_alpha(args.alpha)
     if args.tolerance is not None:
@@ -57,10 +67,11 @@ def run(args: argparse.Namespace) -> int:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         if not methods:
             raise ConfigError("methods", args.methods, "comma-separated methods of the sweep (or leave it out: all)")
-    plan = make_plan(sweep, meta, trials, budgets, args.seeds, methods)
+    make_plan(sweep, meta, trials, budgets, args.seeds, methods)  # --methods the sweep lacks: one line, now
     address, cfg = resources_of(meta, args)
     check_address(address)  # an unreachable or malformed address: one line, before Ray starts
-    return run_curve(plan, trials, address, cfg, args.alpha, args.tolerance, args.margin)
+    return run_curve(sweep, meta, trials, budgets, args.seeds, methods, address, cfg, args.alpha, args.tolerance,
+                     args.margin, "reuse" if args.reuse else "tune", args.trials, not args.no_controls)
 
 
 def resources_of(meta: dict, args) -> tuple[str | None, object]:

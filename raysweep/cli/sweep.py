@@ -64,8 +64,10 @@ def add_parser(sub) -> None:
 
 
 def methods_of(text: str) -> list[str]:
-    """'all' or 'gd,ngd' -> registered method names (an unknown one: a ConfigError naming `methods`)."""
-    names = METHODS.names() if text == "all" else [m.strip() for m in text.split(",") if m.strip()]
+    """'all' (every unlearner, the sanity control `scratch` left out) or 'gd,ngd' -> registered method
+    names (an unknown one: a ConfigError naming `methods`)."""
+    names = [m for m in METHODS.names() if not METHODS.get(m).control] if text == "all" else \
+        [m.strip() for m in text.split(",") if m.strip()]
     if not names:
         raise ConfigError("methods", text, "all, or comma-separated method names: " + ", ".join(METHODS.names()))
     for m in names:

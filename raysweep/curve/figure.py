@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..artifacts import atomic_write_text
 from ..plotting import REF_STYLE, figure_legend, freeze, grid, off_scale, save
-from .table import outcome_grid, summary_view
+from .table import outcome_grid, sanity, summary_view
 
 INITIAL_LABEL = "θ_initial (budget 0: left edge)"
 RETRAIN_LABEL = "θ_retrain (retraining's compute, 1.0)"
@@ -65,7 +65,9 @@ def curve_figure(verdict: pd.DataFrame, out: Path, effect_header: str = "effect"
             y = pd.to_numeric(g[col], errors="coerce").to_numpy(float)
             y = np.where(off_scale(y), np.nan, y)
             c = colors[i % len(colors)]
-            ax.plot(x, y, marker="o", ms=4, color=c, label=m)
+            control = "control" in g and g.control.astype(str).str.lower().eq("true").any()
+            ax.plot(x, y, marker="s" if control else "o", ms=4, color=c, ls="--" if control else "-",
+                    label=f"{m} (sanity row)" if control else m)
             if band and {"effect_lo", "effect_hi"} <= set(g.columns):
                 lo = pd.to_numeric(g.effect_lo, errors="coerce").to_numpy(float)
                 hi = pd.to_numeric(g.effect_hi, errors="coerce").to_numpy(float)
@@ -116,13 +118,19 @@ def report_blocks(sweep: str | Path, out: Path, effect_header: str = "effect",
     runs = verdict[verdict.status != "reference"]
     fig = curve_figure(verdict, out, effect_header, tolerance)
     n = pd.to_numeric(runs.runs, errors="coerce").max() if len(runs) else 0
+    plan = json.loads((curve / "curve_plan.json").read_text()) if (curve / "curve_plan.json").is_file() else {}
+    how = (f"the best of a search run at that budget ({plan.get('trials_per_budget')} trials per method, the "
+           "sweep's search and ASHA with its cap at the budget)" if plan.get("mode") == "tune" else
+           "the sweep's own pick (tuned at its cap, not at the budget)")
     return head + [
-        ("p", f"Each method's best configuration (as the sweep chose it at its cap) re-run at each budget on fresh "
-              f"unlearning seeds (up to {0 if pd.isna(n) else int(n)} per method and budget), next to θ_initial "
-              "(budget 0) and θ_retrain (retraining from scratch: 1.0 of θ_initial's training compute, up to the "
-              "poisons). At each budget the seeds are pooled and judged like the verdict above (three outcomes, "
-              "Holm over the methods at that budget, accuracy a separate condition). Tables: curve/curve.parquet "
+        ("p", f"At each budget, each method's configuration is {how}, re-run on fresh unlearning seeds (up to "
+              f"{0 if pd.isna(n) else int(n)} per method and budget), next to θ_initial (budget 0), θ_retrain "
+              "(retraining from scratch: 1.0 of θ_initial's training compute, up to the poisons) and the sanity "
+              "rows (scratch: retraining within the budget; euk_all: EU-k with every layer at 1.0). At each budget "
+              "the seeds are pooled and judged like the verdict above (Holm over the methods at that budget; the "
+              "sanity rows a family of their own; accuracy a separate condition). Tables: curve/curve.parquet "
               "(every run), curve/curve_verdict.csv (the verdict at each budget); docs/curve.md."),
+        ("p", sanity(verdict)["line"]),
         ("table", summary_view(summary)),
         ("p", "The outcome at each budget (each budget's seeds pooled):"),
         ("table", outcome_grid(verdict)),

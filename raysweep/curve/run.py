@@ -53,19 +53,34 @@ def parse_budgets(text: str) -> list[float]:
     return values
 
 
-def config_id(method: str, hparams: dict, scenario: str) -> str:
-    """Fingerprint of what a cell runs: a changed best configuration (a resumed sweep) re-runs it."""
-    text = json.dumps({"method": method, "hp": hparams, "scenario": scenario}, sort_keys=True, default=str)
+def config_id(method: str, hparams: dict, scenario: str, extra: dict | None = None) -> str:
+    """Fingerprint of what a cell runs: a changed configuration (a resumed sweep, a re-tuned budget)
+    re-runs it. `extra`: what else decides the run (tuned mode: the cap share it was tuned with)."""
+    what = {"method": method, "hp": hparams, "scenario": scenario, **({"extra": extra} if extra else {})}
+    text = json.dumps(what, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def cell_file(curve: Path, method: str, budget: float, seed: int) -> Path:
-    return curve / RUNS_DIR / f"{method}__b{budget:.10g}__s{seed}.json"
+def cell_file(curve: Path, label: str, budget: float, seed: int) -> Path:
+    return curve / RUNS_DIR / f"{label}__b{budget:.10g}__s{seed}.json"
+
+
+@dataclass(frozen=True)
+class Config:
+    """What runs in a row of the curve: `method` with `hp`, given `share` of the budget (tuned: the share
+    the budget's search chose; reuse and controls: all of it); `control`: a sanity row (controls.py)."""
+
+    method: str
+    hp: dict
+    share: float = 1.0
+    control: bool = False
+    id: str = ""
 
 
 @dataclass
 class Plan:
-    """What one `raysweep curve` call asks for, resolved against the sweep's tables."""
+    """What one `raysweep curve` call asks for: one configuration per row label (a method, or a
+    control's label) and budget; `best` is the sweep's best row per method (its labels)."""
 
     sweep: Path
     meta: dict
@@ -73,7 +88,8 @@ class Plan:
     methods: list[str]
     budgets: list[float]
     seeds: list[int]
-    ids: dict = field(default_factory=dict)  # method -> config_id
+    configs: dict = field(default_factory=dict)  # (label, budget) -> Config
+    mode: str = "reuse"                 # reuse: the sweep's pick at every budget; tune: a search per budget
 
     @property
     def curve(self) -> Path:
@@ -85,21 +101,33 @@ class Plan:
         return ATTACKS.get(self.meta["attack"], "attack").metric
 
     def cells(self) -> list[tuple[str, float, int]]:
-        return [(m, b, s) for m in self.methods for b in self.budgets for s in self.seeds]
+        return [(lab, b, s) for (lab, b) in self.configs for s in self.seeds]
 
-    def done(self, method: str, budget: float, seed: int) -> bool:
-        f = cell_file(self.curve, method, budget, seed)
+    def done(self, label: str, budget: float, seed: int) -> bool:
+        f = cell_file(self.curve, label, budget, seed)
         if not f.is_file():
             return False
         try:
-            return json.loads(f.read_text()).get("config_id") == self.ids[method]
+            return json.loads(f.read_text()).get("config_id") == self.configs[(label, budget)].id
         except (OSError, json.JSONDecodeError):
             return False
 
 
+def method_config(method: str, row: pd.Series, scenario: str, tuned: bool) -> Config:
+    """A method's configuration from a best row: reuse mode gives it the whole budget (the sweep's
+    cap_share left out, as before); tuned mode keeps the share its budget's search chose."""
+    hp = best_hparams(row)
+    share = row.get("cap_share")
+    share = 1.0 if not tuned or share is None or pd.isna(share) else float(share)
+    extra = {"share": share} if tuned else None
+    return Config(method, hp, share, False, config_id(method, hp, scenario, extra))
+
+
 def make_plan(sweep: Path, meta: dict, trials: pd.DataFrame, budgets: list[float], n_seeds: int,
-              methods: list[str] | None = None) -> Plan:
-    """Every method with a best configuration (or those asked for); fresh seeds = sweep seed + 1..N."""
+              methods: list[str] | None = None, tuned: dict | None = None, controls: dict | None = None) -> Plan:
+    """Every method with a best configuration (or those asked for) at every budget: the sweep's own
+    pick (reuse), or with `tuned` (budget -> that budget's best rows) each budget's pick; `controls`
+    (label -> (Config, budgets)) add the sanity rows. Fresh seeds = sweep seed + 1..N."""
     best = best_rows(trials)
     have = [m for m in dict.fromkeys(trials.method) if m in best.index]
     if methods:
@@ -111,12 +139,21 @@ def make_plan(sweep: Path, meta: dict, trials: pd.DataFrame, budgets: list[float
     if not chosen:
         raise RaysweepError(f"the sweep {sweep} has no finished best trial to re-run")
     s0 = int(meta["config"]["seed"])
-    ids = {m: config_id(m, best_hparams(best.loc[m]), meta["scenario"]) for m in have}
-    return Plan(Path(sweep), meta, best, chosen, budgets, [s0 + i for i in range(1, n_seeds + 1)], ids)
+    configs = {}
+    for b in budgets:
+        rows = best if tuned is None else tuned[b]
+        for m in chosen:
+            if m in rows.index:  # a tuned budget whose search found no finished trial of m: no row
+                configs[(m, b)] = method_config(m, rows.loc[m], meta["scenario"], tuned is not None)
+    for label, (cfg, at) in (controls or {}).items():
+        for b in at:
+            configs[(label, b)] = cfg
+    return Plan(Path(sweep), meta, best, chosen, budgets, [s0 + i for i in range(1, n_seeds + 1)], configs,
+                "reuse" if tuned is None else "tune")
 
 
 # ---- the Ray task ------------------------------------------------------------------------------
-def _cell(spec, box: list, row: dict, method: str, meta: dict, seed: int, budget: float, threads: int) -> dict:
+def _cell(spec, box: list, cfg: Config, meta: dict, seed: int, budget: float, threads: int) -> dict:
     """In a Ray worker: load the scenario once per worker process (runs.py's cache; the
     bundle is fetched from the object store only then), run the cell, return its row."""
     load_plugins(spec.plugins)  # a plug-in method or attack registers itself in this worker too
@@ -127,7 +164,8 @@ def _cell(spec, box: list, row: dict, method: str, meta: dict, seed: int, budget
         spec = replace(spec, bundle=ray.get(box[0]))
     scen = cached_scenario(spec)
     t0 = time.perf_counter()
-    out = run_config(scen, pd.Series(row), method, meta, seed, lambda m: None, budget=budget)
+    row = pd.Series({f"hp_{k}": v for k, v in cfg.hp.items()}, dtype=object)
+    out = run_config(scen, row, cfg.method, meta, seed, lambda m: None, budget=budget * cfg.share)
     return {**out, "spent_sample_grads": out["budget_spent"] * scen.train_compute,
             "cell_wall_s": time.perf_counter() - t0, "node_id": node_id(), "pid": os.getpid()}
 
@@ -140,8 +178,10 @@ def run_cells(plan: Plan, res: dict, address: str | None, log=say) -> dict:
     cells = plan.cells()
     todo = [c for c in cells if not plan.done(*c)]
     n, skipped = len(cells), len(cells) - len(todo)
-    log(f"[curve] {len(plan.methods)} method(s) x {len(plan.budgets)} budget(s) x {len(plan.seeds)} seed(s) = "
-        f"{n} cells; {skipped} already done (skipped), {len(todo)} to run, {res['cpu']:g} CPU / {res['gpu']:g} "
+    rows = len({lab for lab, _ in plan.configs})
+    log(f"[curve] {rows} row(s) ({len(plan.methods)} method(s) + controls) x up to {len(plan.budgets)} budget(s) x "
+        f"{len(plan.seeds)} seed(s) = {n} cells; {skipped} already done (skipped), {len(todo)} to run, "
+        f"{res['cpu']:g} CPU / {res['gpu']:g} "
         f"GPU each -> {plan.curve / RUNS_DIR}")
     if not todo:
         return {"cells": n, "skipped": skipped, "ran": 0, "failed": 0}
@@ -161,9 +201,8 @@ def run_cells(plan: Plan, res: dict, address: str | None, log=say) -> dict:
                                                   retry_exceptions=True)
     threads = max(1, int(math.floor(res["cpu"])))
     refs = {}
-    for m, b, s in todo:
-        row = {k: v for k, v in plan.best.loc[m].items() if k.startswith("hp_")}
-        refs[task.remote(spec, box, row, m, small, s, b, threads)] = (m, b, s)
+    for lab, b, s in todo:
+        refs[task.remote(spec, box, plan.configs[(lab, b)], small, s, b, threads)] = (lab, b, s)
     pending = list(refs)
     try:
         finished, failed = _collect(plan, refs, pending, skipped, n, log)
@@ -193,7 +232,9 @@ def _collect(plan: Plan, refs: dict, pending: list, skipped: int, n: int, log) -
                 log(f"[curve] {m} budget {b:g} seed {s}: failed after a retry: {msg}")
                 continue
             finished += 1
-            record = {"method": m, "budget": b, "seed": s, "config_id": plan.ids[m], "scenario": meta["scenario"],
+            cfg = plan.configs[(m, b)]
+            record = {"method": m, "budget": b, "seed": s, "config_id": cfg.id, "scenario": meta["scenario"],
+                      "runs_method": cfg.method, "hp": cfg.hp, "share": cfg.share, "control": cfg.control,
                       **out, "finished": time.time()}
             atomic_write_text(cell_file(plan.curve, m, b, s), json.dumps(record, default=_plain))
             log(f"[curve] {m} budget {b:g} seed {s}: {_brief(out, plan.metric)}, {out['cell_wall_s']:.1f}s  done "
@@ -216,15 +257,16 @@ def _brief(out: dict, metric: str) -> str:
 
 
 def read_cells(plan: Plan) -> list[dict]:
-    """Every finished cell under SWEEP/curve/runs/ whose configuration is the method's current best:
-    the budgets and seeds of this call and of earlier ones (a later call with more seeds or budgets
-    adds rows); cells of a configuration the sweep no longer calls best are left out."""
+    """Every finished cell under SWEEP/curve/runs/ whose configuration is its row's current one at its
+    budget: the seeds of this call and of earlier ones (a later call with more seeds adds rows); cells
+    of a configuration no longer chosen (a resumed sweep, a re-tuned budget, another mode) are left out."""
     rows = []
     for f in sorted((plan.curve / RUNS_DIR).glob("*.json")):
         try:
             r = json.loads(f.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if plan.ids.get(r.get("method")) == r.get("config_id"):
+        cfg = plan.configs.get((r.get("method"), r.get("budget")))
+        if cfg is not None and cfg.id == r.get("config_id"):
             rows.append(r)
     return rows

@@ -17,8 +17,9 @@ from ..attacks import ATTACKS
 from ..stats.evidence import missing
 from ..verdict.judge import judge, verdict_columns
 
-KEY_COLUMNS = ["method", "budget", "seed", "status", "config"]
-DROP = ("scores",)   # per-poison score lists stay in the run files (runs/*.json), not in the tables
+KEY_COLUMNS = ["method", "budget", "seed", "status", "control", "config"]
+SANITY_BUDGET = 1.0  # where the sanity controls (controls.py) must come out "removes": retraining's compute
+DROP = ("scores", "canary_scores", "hp")  # lists and dicts stay in the run files (runs/*.json), not in the tables
 
 
 
@@ -50,10 +51,12 @@ def reference_rows(trials: pd.DataFrame, manifest: dict | None = None) -> list[d
     return out
 
 
-def tidy_table(cells: list[dict], refs: list[dict], configs: dict[str, str], item_keys=()) -> pd.DataFrame:
-    """One row per finished cell (method x budget x seed), the references first, with the figures the
-    runs have (the references' trial bookkeeping left out); no list columns."""
-    rows = [{**c, "status": "run", "config": configs.get(c["method"], "")} for c in cells]
+def tidy_table(cells: list[dict], refs: list[dict], configs: dict, item_keys=()) -> pd.DataFrame:
+    """One row per finished cell (row label x budget x seed), the references first, with the figures the
+    runs have (the references' trial bookkeeping left out); no list columns. `configs`: (label, budget)
+    -> the configuration's text."""
+    rows = [{**c, "status": "run", "control": bool(c.get("control", False)),
+             "config": configs.get((c["method"], c["budget"]), "")} for c in cells]
     keep = {k for c in rows for k in c} | {*KEY_COLUMNS, "spent_sample_grads", "train_wall_s", "budget_spent"}
     refs = [{k: v for k, v in r.items() if k in keep} for r in refs] if rows else refs
     df = pd.DataFrame(refs + rows)
@@ -65,47 +68,87 @@ def tidy_table(cells: list[dict], refs: list[dict], configs: dict[str, str], ite
 
 
 def budget_verdicts(cells: list[dict], trials: pd.DataFrame, meta: dict, alpha: float = D.ALPHA,
-                    tolerance: float | None = None, margin: float = D.MARGIN,
-                    best: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The three-way verdict at each budget: `judge` (report/verdict.py) on a trials table whose
-    best row per method is its first seed's run at that budget and whose other seeds are the
-    re-runs it pools, exactly as `raysweep report --seeds` pools a method's runs. References once:
-    θ_initial at budget 0, θ_retrain at 1.0."""
+                    tolerance: float | None = None, margin: float = D.MARGIN) -> pd.DataFrame:
+    """The verdict at each budget: `judge` (verdict/judge.py) on a trials table whose best row per
+    row label is its first seed's run at that budget and whose other seeds are the re-runs it pools,
+    exactly as `raysweep report --seeds` pools a method's runs. Each budget is one Holm family of the
+    methods; the sanity controls (controls.py) are judged in a family of their own, so that they do not
+    change the methods' levels. References once: θ_initial at budget 0, θ_retrain at 1.0."""
     cfg = meta.get("config") or {}
     tol = cfg.get("tolerance", D.TOLERANCE) if tolerance is None else tolerance
     refs = trials[trials.status == "reference"]
     runs = pd.DataFrame(cells)
+    if len(runs) and "control" not in runs:
+        runs["control"] = False
     out = []
     for b in sorted(runs.budget.unique()) if len(runs) else []:
-        at = runs[runs.budget == b]
-        firsts, rest, score_rows = [], [], []
-        for m, g in at.groupby("method", sort=False):
-            g = g.sort_values("seed")
-            first = g.iloc[0].to_dict()
-            tid = f"curve:{m}:{b:g}:{first['seed']}"
-            hp = {} if best is None or m not in best.index else \
-                {k: v for k, v in best.loc[m].items() if k.startswith("hp_")}
-            firsts.append({**first, **hp, "status": "finished", "is_best": True, "trial_id": tid, "selected": False,
-                           "diverged": bool(g.diverged.fillna(False).astype(bool).any()) if "diverged" in g else False})
-            score_rows += [{"method": m, "trial_id": tid, "part": "holdout", "poison": i, "score": v}
-                           for i, v in enumerate(first.get("scores") or [])]
-            rest += [{**r, "scenario": meta.get("scenario", "sweep"), "tuned": True}
-                     for r in g.iloc[1:].to_dict("records")]
-        table = pd.concat([refs, pd.DataFrame(firsts).drop(columns=["scores"], errors="ignore")], ignore_index=True)
-        scores = pd.DataFrame(score_rows, columns=["method", "trial_id", "part", "poison", "score"])
-        j = judge(table, alpha, tol, meta["attack"], meta.get("n_test"),
-                  pd.DataFrame(rest) if rest else None, margin, scores, meta)
-        v = j.table.assign(budget=b)
-        if not out:  # the references: θ_initial at budget 0, θ_retrain at retraining's compute
-            ref = v[v.status == "reference"].copy()
-            ref["budget"] = ref.method.map({"none": 0.0, "retrain": 1.0})
-            ref["budget_spent"] = ref.method.map({"none": 0.0})
-            out.append(ref)
-        out.append(v[v.status != "reference"])
-    cols = ["budget", *verdict_columns(ATTACKS.get(meta["attack"], "attack"))]
+        for control in (False, True):
+            at = runs[(runs.budget == b) & (runs.control.fillna(False).astype(bool) == control)]
+            if not len(at):
+                continue
+            v = _judge_at(at, b, refs, meta, alpha, tol, margin).assign(budget=b)
+            if not out:  # the references: θ_initial at budget 0, θ_retrain at retraining's compute
+                ref = v[v.status == "reference"].copy()
+                ref["budget"] = ref.method.map({"none": 0.0, "retrain": 1.0})
+                ref["budget_spent"] = ref.method.map({"none": 0.0})
+                out.append(ref.assign(control=False))
+            out.append(v[v.status != "reference"].assign(control=control))
+    cols = ["budget", *verdict_columns(ATTACKS.get(meta["attack"], "attack")), "control"]
     if not out:
         return pd.DataFrame(columns=cols)
     return pd.concat(out, ignore_index=True)[cols]
+
+
+def _judge_at(at: pd.DataFrame, b: float, refs: pd.DataFrame, meta: dict, alpha: float, tol: float,
+              margin: float) -> pd.DataFrame:
+    """One family at one budget: the first seed of each row stands for its best trial, the others pool."""
+    firsts, rest, score_rows = [], [], []
+    for m, g in at.groupby("method", sort=False):
+        g = g.sort_values("seed")
+        first = g.iloc[0].to_dict()
+        tid = f"curve:{m}:{b:g}:{first['seed']}"
+        hp = {f"hp_{k}": v for k, v in (first.get("hp") or {}).items()} if isinstance(first.get("hp"), dict) else {}
+        firsts.append({**first, **hp, "status": "finished", "is_best": True, "trial_id": tid, "selected": False,
+                       "diverged": bool(g.diverged.fillna(False).astype(bool).any()) if "diverged" in g else False})
+        score_rows += [{"method": m, "trial_id": tid, "part": "holdout", "poison": i, "score": v}
+                       for i, v in enumerate(first.get("scores") or [])]
+        score_rows += [{"method": m, "trial_id": tid, "part": "canary", "poison": i, "score": v}
+                       for i, v in enumerate(first.get("canary_scores") or [])]
+        rest += [{**r, "scenario": meta.get("scenario", "sweep"), "tuned": True}
+                 for r in g.iloc[1:].to_dict("records")]
+    drop = ["scores", "canary_scores", "hp"]
+    table = pd.concat([refs, pd.DataFrame(firsts).drop(columns=drop, errors="ignore")], ignore_index=True)
+    scores = pd.DataFrame(score_rows, columns=["method", "trial_id", "part", "poison", "score"])
+    j = judge(table, alpha, tol, meta["attack"], meta.get("n_test"), pd.DataFrame(rest) if rest else None,
+              margin, scores, meta)
+    return j.table
+
+
+def sanity(verdict: pd.DataFrame) -> dict:
+    """Whether the controls remove at budget 1.0: decides True (all do), False (one does not: the
+    curve cannot decide at this size), None (no control ran there); with the line the report prints."""
+    flag = verdict["control"].map(_true) if "control" in verdict else pd.Series(False, verdict.index, dtype=bool)
+    rows = verdict[(verdict.status != "reference") & flag]
+    at = rows[pd.to_numeric(rows.budget, errors="coerce") == SANITY_BUDGET] if len(rows) else rows
+    if not len(at):
+        return {"decides": None, "outcomes": {}, "line": "Sanity rows: none at budget 1.0 (run the curve with "
+                "budget 1.0 and without --no-controls), so whether this referee could call a method \"removes\" "
+                "at this size is not checked."}
+    outcomes = {r.method: ("not judged" if missing(r.outcome) else str(r.outcome)) for r in at.itertuples()}
+    ok = all(o == "removes" for o in outcomes.values())
+    said = ", ".join(f"{m} {o}" for m, o in outcomes.items())
+    if ok:
+        line = (f"Sanity rows at budget 1.0: {said}. Retraining-equivalent runs are called \"removes\" here, so "
+                "this referee could have said \"removes\" for a method as good as retraining.")
+    else:
+        line = (f"Sanity rows at budget 1.0: {said}. Runs that cannot carry the poison are not called "
+                "\"removes\", so at this size the verdict cannot decide whether a method removes the poison: "
+                "read \"fails\" as measured, and no \"none removes\" as shown (docs/curve.md, \"Sanity rows\").")
+    return {"decides": ok, "outcomes": outcomes, "line": line}
+
+
+SUMMARY_COLUMNS = ["method", "control", "budgets", "smallest_budget", "removes_at", "compute_vs_retrain",
+                   "unlearn_wall_s", "wall_vs_retrain", "largest_budget", "verdict_at_largest"]
 
 
 def summary_table(verdict: pd.DataFrame, tidy: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -114,6 +157,7 @@ def summary_table(verdict: pd.DataFrame, tidy: pd.DataFrame | None = None) -> pd
     (a fraction of θ_initial's training compute, which retraining from scratch costs, up to the
     poisons), and, where the tables have them, the mean measured unlearning wall time there over
     θ_retrain's training wall time; and the verdict at the largest budget."""
+    decides = sanity(verdict)["decides"] if len(verdict) else None
     tuned = verdict[verdict.status != "reference"]
     retrain_wall = None
     if tidy is not None and "train_wall_s" in tidy:
@@ -125,8 +169,11 @@ def summary_table(verdict: pd.DataFrame, tidy: pd.DataFrame | None = None) -> pd
         ok = g[(g.outcome == "removes") & g.accuracy_kept.map(_true)]
         top = g.iloc[-1]
         nan = float("nan")
-        row = {"method": m, "budgets": ", ".join(f"{b:g}" for b in g.budget), "smallest_budget": nan,
-               "removes_at": f"none up to {top.budget:g}", "compute_vs_retrain": nan, "unlearn_wall_s": nan,
+        control = bool(g.control.map(_true).any()) if "control" in g else False
+        none = f"none up to {top.budget:g}" if decides is not False or control else \
+            f"cannot decide at this size (the sanity rows do not remove at 1.0); none shown up to {top.budget:g}"
+        row = {"method": m, "control": control, "budgets": ", ".join(f"{b:g}" for b in g.budget),
+               "smallest_budget": nan, "removes_at": none, "compute_vs_retrain": nan, "unlearn_wall_s": nan,
                "wall_vs_retrain": nan, "largest_budget": float(top.budget), "verdict_at_largest": top.verdict}
         if len(ok):
             b = float(ok.budget.iloc[0])
@@ -138,8 +185,7 @@ def summary_table(verdict: pd.DataFrame, tidy: pd.DataFrame | None = None) -> pd
                     if retrain_wall:
                         row["wall_vs_retrain"] = row["unlearn_wall_s"] / retrain_wall
         rows.append(row)
-    return pd.DataFrame(rows, columns=["method", "budgets", "smallest_budget", "removes_at", "compute_vs_retrain",
-                                       "unlearn_wall_s", "wall_vs_retrain", "largest_budget", "verdict_at_largest"])
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
 def outcome_grid(verdict: pd.DataFrame) -> pd.DataFrame:
@@ -167,4 +213,7 @@ SUMMARY_HEADERS = {"method": "method", "budgets": "budgets run", "removes_at": "
 
 
 def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
-    return summary[list(SUMMARY_HEADERS)].rename(columns=SUMMARY_HEADERS)
+    view = summary.copy()
+    if "control" in view:
+        view["method"] = [f"{m} (sanity row)" if _true(c) else m for m, c in zip(view.method, view.control)]
+    return view[list(SUMMARY_HEADERS)].rename(columns=SUMMARY_HEADERS)

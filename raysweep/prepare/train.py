@@ -22,6 +22,7 @@ from torch import nn
 from ..config import TrainConfig
 from ..data.base import Split
 from ..eta import PROGRESS_EVERY_S, eta_line
+from ..unlearn.schedule import augment_batch, lr_at
 
 
 @dataclass
@@ -29,28 +30,6 @@ class TrainResult:
     sample_grads: int      # forward+backward sample passes spent
     wall_s: float
     final_loss: float      # mean training loss over the last epoch
-
-
-def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
-    """Linear warm-up over `warmup` steps to `peak`, then cosine decay to 0 at `total`."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-
-def augment_batch(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random crop with zero padding `pad` and random horizontal flip: [B, C, H, W] -> same."""
-    b, _, h, w = x.shape
-    flip = torch.rand(b, generator=g) < 0.5
-    x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
-    xp = F.pad(x, (pad, pad, pad, pad))
-    dx = torch.randint(0, 2 * pad + 1, (b,), generator=g)
-    dy = torch.randint(0, 2 * pad + 1, (b,), generator=g)
-    rows = (dy[:, None] + torch.arange(h)[None]).to(x.device)   # [B, H]
-    cols = (dx[:, None] + torch.arange(w)[None]).to(x.device)   # [B, W]
-    bi = torch.arange(b, device=x.device)[:, None, None]
-    return xp.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -65,7 +65,8 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool
 
     cfg.check()
     store = open_store(store)
-    spaces = {m: load_space(m, cfg.spaces_dir) for m in cfg.methods}  # validated before anything runs
+    layers = len(scen.new_model("initial").layer_groups())  # a bound `all` (EU-k's k) resolves to these
+    spaces = {m: load_space(m, cfg.spaces_dir).resolved(layers) for m in cfg.methods}  # checked before anything runs
     res = resources(cfg)
     if resume:
         check_sweep_name_free(cfg, True)

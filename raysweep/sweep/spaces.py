@@ -3,7 +3,8 @@
     method: gd
     params:                      # one entry per searched hyperparameter
       lr: {loguniform: [1.0e-5, 0.3]}
-      k: {int: [1, 5]}           # also {intlog: [lo, hi]}, {uniform: [lo, hi]}, {choice: [a, b]}
+      k: {int: [1, all]}         # also {intlog: [lo, hi]}, {uniform: [lo, hi]}, {choice: [a, b]};
+                                 # `all`: a layer-count field's bound is the model's layer groups
       cap_share: {uniform: [0.1, 1.0]}   # share of the sweep's budget cap a trial may spend
     fixed: {weight_decay: 5.0e-4}        # optional: set, not searched
     warm_start: [{lr: 1.0e-3, k: 3, cap_share: 1.0}]   # the paper's grid points, evaluated first
@@ -21,8 +22,10 @@ from pathlib import Path
 from ..config import read_yaml_file
 from ..errors import ConfigError
 from ..unlearn import METHODS
+from ..unlearn.base import MAX_INT
 
 SPACE_KINDS = ("loguniform", "uniform", "int", "intlog", "choice")
+ALL = "all"  # the upper bound of a layer-count field (metadata "layers"): every layer group of the model
 EXTRA = {"cap_share": {"min": 1e-6, "max": 1.0, "type": float}}
 
 
@@ -48,12 +51,31 @@ class SearchSpace:
     warm_start: list = field(default_factory=list)
     source: str = ""
 
+    def resolved(self, layers: int) -> "SearchSpace":
+        """The space on a model with `layers` layer groups: an upper bound `all` (EU-k's k: every layer
+        group re-initialised, retraining from scratch at budget 1.0) becomes that number; a warm-start
+        point above it is one ConfigError naming it."""
+        params = {n: (k, [a[0], layers] if a[-1] == ALL else a) for n, (k, a) in self.params.items()}
+        for name, (_, args) in self.params.items():
+            if args[-1] == ALL and int(args[0]) > layers:
+                raise ConfigError(f"{self.source}: params.{name}", args, f"a low bound of at most {layers}, this "
+                                  f"model's layer groups")
+        for i, point in enumerate(self.warm_start):
+            for name in params:
+                if self.params[name][1][-1] == ALL and point[name] > layers:
+                    raise ConfigError(f"{self.source}: warm_start[{i}].{name}", point[name],
+                                      f"at most {layers}, this model's layer groups")
+        return SearchSpace(self.method, params, dict(self.fixed), [dict(p) for p in self.warm_start], self.source)
+
     def optuna(self) -> dict:
-        """name -> optuna distribution, for OptunaSearch(space=...)."""
+        """name -> optuna distribution, for OptunaSearch(space=...); an unresolved bound `all` reads as
+        the field's own maximum (parse-time checks only: a sweep resolves it first)."""
         from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
         out = {}
         for name, (kind, args) in self.params.items():
+            if args[-1] == ALL:
+                args = [args[0], _field_info(self.method)[name].get("max", MAX_INT)]
             if kind == "loguniform":
                 out[name] = FloatDistribution(float(args[0]), float(args[1]), log=True)
             elif kind == "uniform":
@@ -125,6 +147,11 @@ def _parse_space(doc: dict, source: str, method: str | None) -> SearchSpace:
             if "choices" in meta and any(a not in meta["choices"] for a in args):
                 raise bad(f"params.{name}", args, f"values among {', '.join(map(str, meta['choices']))}")
         else:
+            if meta.get("layers") and kind == "int" and isinstance(args, list) and len(args) == 2 and args[1] == ALL:
+                args = [args[0], meta.get("max", MAX_INT)]  # checked as a range up to the field's maximum
+                keep_all = True
+            else:
+                keep_all = False
             if not (isinstance(args, list) and len(args) == 2 and all(
                     isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) for a in args)):
                 raise bad(f"params.{name}", args, "[low, high] finite numbers")
@@ -141,6 +168,8 @@ def _parse_space(doc: dict, source: str, method: str | None) -> SearchSpace:
             if "min" in meta and lo < meta["min"] or "max" in meta and hi > meta["max"]:
                 inside = f"[{meta.get('min', '-inf')}, {meta.get('max', 'inf')}]"
                 raise bad(f"params.{name}", args, f"a range inside {inside}")
+            if keep_all:
+                args = [args[0], ALL]
         params[name] = (kind, args)
     fixed = mapping("fixed", doc.get("fixed"))
     for name in fixed:

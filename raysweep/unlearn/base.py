@@ -125,6 +125,7 @@ class Unlearner:
     Hyper = Hyper
     uses = ("retain",)            # splits the method reads: forget, retain, full
     iterative = True
+    control = False               # a sanity control (scratch), not an unlearner: `--methods all` leaves it out
 
     # ---- hyperparameters ------------------------------------------------------------------------
     @classmethod
@@ -180,11 +181,19 @@ class Unlearner:
     def set_mode(self, ctx: Context) -> None:
         ctx.model.train(ctx.hp.bn == "train")
 
+    def optimizer(self, params: list, hp: Hyper) -> torch.optim.Optimizer:
+        """Plain SGD at a constant rate for every unlearner (the paper's recipe)."""
+        return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+
+    def lr_scale(self, ctx: Context) -> float:
+        """The learning rate's factor before the next step (1: constant; the scratch control decays it)."""
+        return 1.0
+
     def execute(self, ctx: Context, on_step: Callable[[float], bool]) -> tuple[int, bool, bool]:
         """The shared loop. Returns (steps, diverged, stopped_early)."""
         hp = ctx.hp
         params = self.trainable(ctx)
-        opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        opt = self.optimizer(params, hp)
         streams = {name: BatchStream(getattr(ctx, name), ctx.gen) for name in self.uses}
         step = 0
         while True:
@@ -199,6 +208,10 @@ class Unlearner:
                     break
                 cost = sum(n * c for _, n, c in plan)
             batches = {s: streams[s].next(n) for s, n, _ in plan}
+            scale = self.lr_scale(ctx)
+            if scale != 1.0:
+                for group in opt.param_groups:
+                    group["lr"] = hp.lr * scale
             self.set_mode(ctx)
             loss = self.loss(ctx, batches, step)
             if not torch.isfinite(loss):

@@ -10,7 +10,7 @@ from .layers import freeze, set_frozen_eval, split_groups
 
 @dataclass
 class KHyper(Hyper):
-    k: int = field(default=3, metadata={"help": "number of last layer groups trained", "min": 1})
+    k: int = field(default=3, metadata={"help": "number of last layer groups trained", "min": 1, "layers": True})
 
 
 @METHODS.register("cfk")
