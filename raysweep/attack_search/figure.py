@@ -60,7 +60,7 @@ def report_blocks(root: str | Path, out: Path) -> list[tuple]:
     if not all(f.is_file() for f in need):
         return []
     plan = json.loads((root / PLAN_FILE).read_text())
-    axes = [Axis(**a) for a in plan["space"]]
+    axes = [Axis(**a) for a in plan["axes"]]
     points, verdicts = (pd.read_csv(f) for f in need[:2])
     fig = plane_figure(points, verdicts, axes, out)
     inner = plan["inner"]

@@ -49,9 +49,14 @@ class Inner:
                 "seeds": self.seeds}
 
 
+def space_text(plan: Plan) -> str:
+    """The searched space as `--space` takes it (eps2=0.01:1:log,k=32:1024:log)."""
+    return ",".join(f"{a.name}={a.lo:g}:{a.hi:g}:{'log' if a.log else 'lin'}" for a in plan.axes)
+
+
 def search_record(plan: Plan, base: ScenarioConfig, inner: Inner) -> dict:
-    return {"attack": plan.attack, "scenario": base.hash(), "scenario_name": base.name,
-            "space": [asdict(a) for a in plan.axes], "mode": plan.mode, "stealth": plan.stealth, "seed": plan.seed,
+    return {"attack": plan.attack, "scenario": base.hash(), "scenario_name": base.name, "space": space_text(plan),
+            "axes": [asdict(a) for a in plan.axes], "mode": plan.mode, "stealth": plan.stealth, "seed": plan.seed,
             "fixed": plan.fixed, "inner": inner.record(), "points": plan.points}
 
 
@@ -66,10 +71,14 @@ def open_search(root: Path, record: dict, write: bool = True) -> None:
         atomic_write_text(f, json.dumps(record, indent=1, default=str))
         return
     saved = read_json(f, f"remove {root} to start this attack search again")
+    plain = lambda v: json.loads(json.dumps(v, default=str))  # noqa: E731
     for k in RESUME_FIELDS:
-        if json.loads(json.dumps(saved.get(k), default=str)) != json.loads(json.dumps(record[k], default=str)):
-            raise ConfigError(k, record[k], f"{saved.get(k)!r} as when the attack search in {root} started "
-                              "(drop the option or pass a new --name)")
+        was, now = plain(saved.get(k)), plain(record[k])
+        if k == "inner":  # name the inner option that differs
+            k, was, now = next(((n, was.get(n), now[n]) for n in now if was.get(n) != now[n]), (k, was, now))
+        if was != now:
+            raise ConfigError(k, now, f"{was!r} as when the attack search in {root} started (drop the option or "
+                              "pass a new --name)")
     if write and saved.get("points") != record["points"]:
         atomic_write_text(f, json.dumps({**saved, "points": record["points"]}, indent=1, default=str))
 
