@@ -80,9 +80,11 @@ def searchable_of(attack: str) -> dict[str, Searchable]:
 
 
 def parse_space(text: str | None, attack: str) -> list[Axis]:
-    """`--space` against the attack's declared parameters; None or "": every one at its default range."""
+    """`--space` against the attack's declared parameters; None: every one at its default range."""
     declared = searchable_of(attack)
-    items = [t.strip() for t in (text or "").split(",") if t.strip()] or list(declared)
+    items = list(declared) if text is None else [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise ConfigError("space", text, SYNTAX)
     axes, seen = [], set()
     for item in items:
         name, _, rng = item.partition("=")

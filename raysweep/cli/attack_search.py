@@ -76,9 +76,9 @@ def run(args) -> int:
     cfg = load_scenario(args.scenario, args.overrides)
     axes = parse_space(args.space, cfg.attack)
     plan = Plan(cfg.attack, axes, args.mode, args.points, stealth, args.seed, fixed=dict(cfg.attack_params))
-    check_plan(plan, cfg, args.data_dir)
     store = open_store(args.store)
-    name = check_name("name", args.name or f"{cfg.name or 'scenario'}-{cfg.attack}-{args.mode}")
+    default_name = f"{cfg.name or 'scenario'}-{cfg.attack}-{args.mode}"
+    name = check_name("name", default_name if args.name is None else args.name)
     root = Path(args.storage_path or store.root / "attack_search").expanduser().resolve() / name
     sweep = SweepConfig(methods=methods, trials=args.trials, budget=args.budget, name="p000",
                         storage_path=str(root / "sweeps"), address=args.address, cpus_per_trial=args.cpus_per_trial,
@@ -91,6 +91,7 @@ def run(args) -> int:
     record = search_record(plan, cfg, inner)
     open_search(root, record, write=False)  # a different search under this name: one line, before Ray
     device = setup_device(args, trains=False)
+    check_plan(plan, cfg, args.data_dir)  # last of the checks: it loads the data for every corner of the space
     init_ray(args.address, None)
     resources(sweep)
     open_search(root, record)
