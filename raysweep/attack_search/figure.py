@@ -1,11 +1,12 @@
 """The attack-parameter plane coloured by verdict, one panel per method, and the report's section."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
+from ..artifacts import read_json
+from ..errors import ArtifactError
 from ..plotting import figure_legend, grid, save
 from . import PLAN_FILE
 from .plan import Axis
@@ -59,11 +60,18 @@ def report_blocks(root: str | Path, out: Path) -> list[tuple]:
     need = [root / f"{n}.csv" for n in ("attack_points", "attack_verdicts")] + [root / PLAN_FILE]
     if not all(f.is_file() for f in need):
         return []
-    plan = json.loads((root / PLAN_FILE).read_text())
-    axes = [Axis(**a) for a in plan["axes"]]
+    plan = read_json(root / PLAN_FILE, f"run the attack search's command again to rewrite {PLAN_FILE}")
+    try:
+        axes = [Axis(**a) for a in plan["axes"]]
+        inner = {k: plan["inner"][k] for k in ("methods", "trials", "budget", "alpha", "margin", "seeds")}
+        for key in ("mode", "stealth", "attack", "scenario"):
+            if key not in plan:
+                raise KeyError(key)
+    except (KeyError, TypeError) as e:
+        raise ArtifactError(f"{root / PLAN_FILE} lacks {e} or holds it in the wrong form: run the attack search's "
+                            "command again with a new --name") from None
     points, verdicts = (pd.read_csv(f) for f in need[:2])
     fig = plane_figure(points, verdicts, axes, out)
-    inner = plan["inner"]
     space = ", ".join(f"{a.name} in [{a.lo:g}, {a.hi:g}]{' (log)' if a.log else ''}" for a in axes)
     mode = ("worst case: maximise the held-out effect the best tuned method leaves (the minimum over methods of "
             "|effect|), TPE with stealth as Optuna's constraint" if plan["mode"] == "worst" else
