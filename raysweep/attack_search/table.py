@@ -9,7 +9,9 @@
                           accuracy vs θ_retrain, the verdict in words, the configuration judged
     attack_boundary.csv   boundary mode: per method, the bracket along the axis where the verdict stops
                           being "fails" (the strongest point not failing below the weakest of the run of
-                          "fails" that reaches the strongest stealthy point) and the outcome at its low end
+                          "fails" that reaches the strongest stealthy point), the outcome at its low end and
+                          whether θ_initial's own effect was significant there (took_below: if not, the
+                          boundary is the attack's detection floor, not removal)
 """
 from __future__ import annotations
 
@@ -49,12 +51,13 @@ def verdicts_table(plan: Plan, points: list[dict]) -> pd.DataFrame:
 
 
 def boundary_table(plan: Plan, points: list[dict]) -> pd.DataFrame:
-    cols = ["method", "axis", "below", "outcome_below", "fails_from", "points", "reading"]
+    cols = ["method", "axis", "below", "outcome_below", "took_below", "fails_from", "points", "reading"]
     if plan.mode != "boundary":
         return pd.DataFrame(columns=cols)
     a = plan.axes[0].name
     done = [p for p in points if p.get("status") in ("done", "not stealthy")]
     at = {p["values"][a]: outcomes_of(p) or {} for p in done}
+    took = {p["values"][a]: (p.get("initial") or {}).get("took") for p in done}
     rows = []
     for m, (lo, hi) in brackets(plan, done, outcomes_of).items():
         cap = min((p["values"][a] for p in done if not p["stealth"]["feasible"]), default=None)
@@ -67,6 +70,7 @@ def boundary_table(plan: Plan, points: list[dict]) -> pd.DataFrame:
         else:
             reading = f"turns from fails at {a} = {hi:g} to {at[lo].get(m)} at {a} = {lo:g}"
         rows.append({"method": m, "axis": a, "below": lo, "outcome_below": None if lo is None else at[lo].get(m),
+                     "took_below": None if lo is None else took[lo],
                      "fails_from": None if hi == cap else hi, "points": sum(1 for o in at.values() if m in o),
                      "reading": reading})
     return pd.DataFrame(rows, columns=cols)
