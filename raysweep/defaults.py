@@ -21,6 +21,8 @@ ASHA_GRACE = 0.25       # the share of the budget a trial runs before ASHA may s
 CHECKPOINT_POISONS = 250  # tuning-half poisons a budget checkpoint scores (the final report: all of them)
 REFERENCES = "auto"      # prepare: train θ_initial and θ_retrain at once (parallel), one after the other, or auto
 PARALLEL_MIN_SAMPLE_GRADS = 50_000  # auto: parallel on a CPU with >= 2 threads from this much training per model
+ATTACK_POINTS = 10      # `raysweep attack-search`: outer points (each a prepared scenario and a full sweep)
+STEALTH = 0.02          # attack-search: θ_initial's test accuracy at most this below the clean model's (θ_retrain's)
 CURVE_BUDGETS = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0)  # `raysweep curve`: up to retraining's compute
 MAX_SEED = 2**31 - 1     # seeds are non-negative 32-bit integers (numpy, torch and Optuna all accept them)
 MAX_EPOCHS = 10_000       # train.epochs: a bound that catches a typo, far above any recipe here
@@ -68,3 +70,10 @@ def check_margin(value, field: str = "margin") -> float:
 
 def check_seed(value, field: str = "seed") -> int:
     return check_number(field, value, lo=0, hi=MAX_SEED, integer=True, what="a non-negative 32-bit seed")
+
+
+def check_stealth(value, field: str = "stealth") -> float:
+    """A stealth tolerance: the accuracy θ_initial may lose against the clean model, in [0, 1]. A negative one
+    would ask the poison to raise accuracy, which no attack here is built to do: refused as unmeetable."""
+    return check_number(field, value, lo=0, hi=1, what="accuracy points θ_initial may lose against the clean "
+                        "model (θ_retrain), as a fraction; a negative tolerance no poisoned point can meet")

@@ -82,7 +82,9 @@ def option_cases():
                 "--hp": ["lr", "lr=nan", "lr=1e400", "lr=1e300", "batch_size=1e12", "nosuch=1", "lr=", "batch_size=0.5",
                          f"batch_size={HUGE_INT}"],
                 "--set": ["noequals", "nosuch=1", "train.nosuch=1"],
-                "--method": ["", "nosuch", "gd,ga"]}
+                "--method": ["", "nosuch", "gd,ga"], "--mode": STR_ENUM_BAD,
+                "--space": ["", ",", "nosuch", "eps2=a:b", "eps2=1:0.1", "eps2=0.01:1:sqrt", "k=1.5:3", "eps2=nan:1",
+                            "eps2=0.1:1,eps2=0.2:1", "k=2:99999999"]}
     skip = {"--data-dir", "--storage-path", "--store", "--out"}  # filesystem targets: their own cases below
     cases = []
     for verb, parser in sub.choices.items():
@@ -175,7 +177,8 @@ def test_unwritable_targets_are_refused_before_anything_runs(tmp_path, capsys, g
                  ["demo", "--store", str(a_file / "x")], ["unlearn", "--method", "gd", "--store", str(a_file)],
                  ["export", str(sweep), "--out", str(a_file)], ["report", str(sweep), "--out", str(a_file / "r")],
                  ["explain", str(sweep), "--out", "/proc/raysweep"],
-                 ["sweep", "--store", str(tmp_path / "s2"), "--optuna-storage", f"sqlite:///{a_file}"]):
+                 ["sweep", "--store", str(tmp_path / "s2"), "--optuna-storage", f"sqlite:///{a_file}"],
+                 ["attack-search", "--store", str(tmp_path / "s3"), "--storage-path", str(a_file)]):
         msg = one_line_exit_2(argv, capsys)
         assert any(w in msg for w in ("store", "storage_path", "out", "optuna_storage")), msg
 

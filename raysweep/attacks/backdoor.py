@@ -22,7 +22,9 @@ from ..metrics import per_sample_losses
 from ..stats.evidence import Evidence, encode_bits, first, mean_of, paired_binary
 from ..stats.evidence import fmt3 as _fmt
 from . import ATTACKS
-from .base import Attack, PoisonedSet
+from .base import Attack, PoisonedSet, Searchable
+
+TRIGGER_WORDS = ("cf", "mn", "bb", "tq", "mb")  # rare tokens of the backdoor literature
 
 
 def insert_trigger(x: torch.Tensor, trigger: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -54,6 +56,17 @@ class Backdoor(Attack):
     metric = "asr"
     checkpoint_keys = ('val_asr',)
     spread_columns = ('asr',)
+    # attack-search: the share of reviews poisoned, and the trigger's length in words (the first n of
+    # TRIGGER_WORDS, Kurita et al.'s rare tokens: n = 3 is the default "cf mn bb")
+    searchable = {"fraction": Searchable("float", 0.001, 0.5, log=True, default=(0.005, 0.1)),
+                  "trigger_words": Searchable("int", 1, 5, default=(1, 5))}
+
+    @classmethod
+    def searched_params(cls, base: dict, values: dict) -> dict:
+        p = {**base, **{k: v for k, v in values.items() if k != "trigger_words"}}
+        if "trigger_words" in values:
+            p["trigger"] = " ".join(TRIGGER_WORDS[: int(values["trigger_words"])])
+        return p
 
     @classmethod
     def check(cls, params: dict) -> dict:

@@ -68,6 +68,24 @@ class PoisonedSet:
         return self.train.subset(self.retain_idx())
 
 
+@dataclass(frozen=True)
+class Searchable:
+    """One parameter `raysweep attack-search` may search: its kind (int or float), the attack's hard bounds
+    [lo, hi] (a searched range must lie inside them), whether it is searched on a log scale, and the range
+    searched when none is given. Its value rises with the poison's strength (boundary mode bisects on
+    that order). The name need not be a parameter of `check`: `Attack.searched_params` maps it there."""
+
+    kind: str
+    lo: float
+    hi: float
+    log: bool = False
+    default: tuple[float, float] | None = None  # None: the hard bounds
+
+    @property
+    def default_range(self) -> tuple[float, float]:
+        return self.default or (self.lo, self.hi)
+
+
 @dataclass
 class BuildEnv:
     """What an attack's `build` may use: fresh models of the scenario's architecture and the
@@ -150,6 +168,14 @@ class Attack:
     # parameters added after the first release, at the value that reproduces the earlier behaviour: left out
     # of the scenario hash at that value, so earlier scenarios keep their hash (and their artifacts)
     legacy: dict = {}
+    # what `raysweep attack-search` may search (docs/attack_search.md): name -> Searchable; {}: refused there
+    searchable: dict[str, Searchable] = {}
+
+    @classmethod
+    def searched_params(cls, base: dict, values: dict) -> dict:
+        """The attack's parameters at a searched point: the scenario's own `base` with the searched `values`
+        (names of `searchable`) put in. Default: the names are parameters of `check` themselves."""
+        return {**base, **values}
 
     @classmethod
     def stored_params(cls, params: dict, stored: set[str]) -> dict:

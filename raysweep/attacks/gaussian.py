@@ -23,7 +23,7 @@ from ..stats.exact import norm_ppf, t_ppf, tost
 from ..stats.power import gaussian_power
 from ..stats.scores import score_tests
 from . import ATTACKS
-from .base import Attack, PoisonedSet
+from .base import Attack, PoisonedSet, Searchable
 
 DEFAULT_EPS = math.sqrt(0.32)  # eps^2 = 0.32, the paper's CIFAR-10 figure
 
@@ -88,6 +88,19 @@ class GaussianPoison(Attack):
     spread_columns = ("z", "holdout_z", "control_z", "holdout_control_z")
     discoverable = True
     legacy = {"canaries": 0}  # scenarios made before canaries existed
+    # attack-search: the noise variance eps^2 (the paper's axis; `eps` = its root) and the number of poisons
+    # (at least 2: a tuning and a held-out half); the data's own bound on k is checked per scenario
+    searchable = {"eps2": Searchable("float", 1e-4, 16.0, log=True, default=(0.01, 1.0)),
+                  "k": Searchable("int", 2, 10**7, log=True, default=(32, 1024))}
+
+    @classmethod
+    def searched_params(cls, base: dict, values: dict) -> dict:
+        p = {**base, **{k: v for k, v in values.items() if k != "eps2"}}
+        if "eps2" in values:
+            p["eps"] = math.sqrt(float(values["eps2"]))
+        if "k" in values:  # k replaces a scenario's fraction (check refuses both)
+            p.pop("fraction", None)
+        return p
 
     @classmethod
     def stored_params(cls, params: dict, stored: set[str]) -> dict:

@@ -8,6 +8,8 @@
     raysweep curve   SWEEP [--budgets 0.02,...,1.0] [--seeds N]     the budget axis up to retraining's compute
     raysweep discovery SWEEP [--fractions 0.1,...,1.0] [--relearn 0.5]   partial discovery, relearning
     raysweep explain SWEEP [--draws 3] [--m 32]                  H1 / H2: why unlearning fails
+    raysweep attack-search [--mode worst|boundary] [--space eps2=0.01:1:log,k=32:1024] [--points 10]
+                                                     the attacker's side: poisons against the tuned defenders
     raysweep demo    [--trials 3] [--budget 0.1]     prepare + sweep every method + report, on the bundled data
 
 Bad input prints one line `raysweep: error: ...` naming the field and exits with code 2, before
@@ -19,10 +21,10 @@ import sys
 
 from ..errors import RaysweepError
 from ..runtime import quick_exit
-from . import curve, demo, discovery, explain, export, prepare, report, sweep, unlearn
+from . import attack_search, curve, demo, discovery, explain, export, prepare, report, sweep, unlearn
 from .common import Parser, check_targets
 
-VERBS = (prepare, unlearn, sweep, export, report, curve, discovery, explain, demo)
+VERBS = (prepare, unlearn, sweep, export, report, curve, discovery, explain, attack_search, demo)
 
 
 def build_parser() -> Parser:

@@ -4,15 +4,19 @@
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from .. import defaults
+from ..attack_search import PLAN_FILE
 from ..errors import check_number
-from ..report.build import build_report
+from ..report.build import attack_search_report, build_report
 from .common import add_sweep_arg, sweep_path
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("report", help="verdict table, figures, Markdown + HTML, from a sweep's tables")
-    add_sweep_arg(p, "a sweep directory, an export folder, or a sweep name under --storage-path")
+    add_sweep_arg(p, "a sweep directory, an export folder, a sweep name under --storage-path, or an attack "
+                     "search's folder (raysweep attack-search)")
     p.add_argument("--out", default=None, help="output folder (default: SWEEP/report)")
     p.add_argument("--seeds", type=int, default=None,
                    help="re-run each best configuration on N fresh unlearning seeds; the verdict pools them "
@@ -30,6 +34,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    if (Path(args.sweep) / PLAN_FILE).is_file():  # an attack search's folder: its own report
+        print(attack_search_report(args.sweep, args.out))
+        return 0
     defaults.check_alpha(args.alpha)
     asked = args.seeds is not None or args.scenario_seeds is not None
     seeds = defaults.REPORT_SEEDS if args.seeds is None else args.seeds

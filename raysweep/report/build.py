@@ -15,6 +15,7 @@ import pandas as pd
 
 from .. import defaults as D
 from ..artifacts import atomic_write_table, atomic_write_text, open_store
+from ..attack_search.figure import report_blocks as attack_search_blocks
 from ..attacks import ATTACKS
 from ..curve.figure import report_blocks as curve_blocks
 from ..discovery.figure import report_blocks as discovery_blocks
@@ -200,6 +201,17 @@ def build_report(path: str | Path, out: str | Path | None = None, alpha: float =
     atomic_write_text(out / "report.md", to_markdown(blocks))
     atomic_write_text(out / "report.html", to_html(blocks, f"raysweep report: {meta['name']}"))
     say(f"[report] written to {out / 'report.md'} and report.html")
+    return out / "report.md"
+
+
+def attack_search_report(root: str | Path, out: str | Path | None = None) -> Path:
+    """An attack search's report (`raysweep attack-search`, `raysweep report ROOT`): its section alone, as
+    Markdown and HTML in `out` (default ROOT/report); each point's sweep has its own `raysweep report`."""
+    out = Path(out or Path(root) / "report").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    blocks = [("h", 1, f"raysweep attack search: {Path(root).name}"), *attack_search_blocks(root, out)]
+    atomic_write_text(out / "report.md", to_markdown(blocks))
+    atomic_write_text(out / "report.html", to_html(blocks, f"raysweep attack search: {Path(root).name}"))
     return out / "report.md"
 
 

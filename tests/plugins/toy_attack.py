@@ -3,14 +3,15 @@
 k training images of class `source` get the label `target`. Its own metric: the share of the
 test (and validation) images of class `source` predicted as `target` (`flip_rate`, `val_flip_rate`),
 with the per-image hits for a paired test against θ_retrain. Registered by loading this file as a
-plug-in (RAYSWEEP_PLUGINS=tests/plugins/toy_attack.py); nothing else in raysweep names it.
+plug-in (RAYSWEEP_PLUGINS=tests/plugins/toy_attack.py); nothing else in raysweep names it. It declares
+its one searchable parameter, k, so `raysweep attack-search` can search it (tests/test_attack_search.py).
 """
 from __future__ import annotations
 
 import torch
 
 from raysweep.attacks import ATTACKS
-from raysweep.attacks.base import Attack, PoisonedSet
+from raysweep.attacks.base import Attack, PoisonedSet, Searchable
 from raysweep.data.base import Split
 from raysweep.errors import ConfigError, check_number
 from raysweep.metrics import per_sample_losses
@@ -28,6 +29,7 @@ class ToyFlip(Attack):
     effect_header = "flip rate − θ_retrain's"
     item_keys = ("flip_hits",)
     verdict_columns = ("flip_rate",)
+    searchable = {"k": Searchable("int", 1, 5000, default=(20, 200))}  # `raysweep attack-search` may search it
 
     @classmethod
     def check(cls, params: dict) -> dict:
