@@ -234,3 +234,39 @@ def test_sanity_rows_that_cannot_be_called_removes_make_the_summary_say_it_canno
     assert cells == {"euk"}
     text = build_report(copy, tmp_path / "report", log=lambda m: None).read_text()
     assert "the verdict cannot decide whether a method removes the poison" in text
+
+
+def test_the_sanity_rows_decide_from_their_scores_removes_when_like_retrain_cannot_decide_otherwise():
+    """Constructed figures at the default's size (1,500 pooled held-out poisons and canaries): sanity rows
+    distributed like θ_retrain are judged "removes" and the failing method reads "none up to 1"; sanity
+    rows that still carry the effect make the same method read "cannot decide at this size"."""
+    import numpy as np
+
+    from raysweep.curve.table import budget_verdicts, sanity
+
+    from .test_referee import G, sweep_with_canaries
+
+    rng = np.random.default_rng(3)
+    n = 1500
+    trials, _, meta, _, retrain_c = sweep_with_canaries({}, n, n, rng)
+    meta = {**meta, "attack": "gaussian", "n_test": 1000}
+
+    def cells(control_mean: float) -> list[dict]:
+        out = []
+        rows = (("gd", G, False), ("scratch", control_mean, True), ("euk_all", control_mean, True))
+        for label, mean, control in rows:
+            for seed in (1, 2):
+                out.append(dict(method=label, budget=1.0, seed=seed, control=control, test_acc=0.70,
+                                holdout_gus=mean, diverged=False, hp={"lr": 0.05},
+                                scores=list(rng.normal(mean, 1, n)),
+                                canary_scores=list(retrain_c + rng.normal(0, 0.3, n))))
+        return out
+
+    v = budget_verdicts(cells(0.0), trials, meta)
+    assert set(v[v.control].method) == {"scratch", "euk_all"} and (v[v.control].outcome == "removes").all()
+    assert v.set_index("method").loc["gd", "outcome"] == "fails"
+    assert sanity(v)["decides"] is True
+    assert summary_table(v).set_index("method").loc["gd", "removes_at"] == "none up to 1"
+    still = budget_verdicts(cells(G), trials, meta)
+    assert sanity(still)["decides"] is False and "cannot decide" in sanity(still)["line"]
+    assert summary_table(still).set_index("method").loc["gd", "removes_at"].startswith("cannot decide at this size")
