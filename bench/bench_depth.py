@@ -1,4 +1,4 @@
-"""Depth per hour: the default and the deep schedule (`raysweep sweep --schedule deep`) side by side.
+"""Depth per hour: the default (or full) and the deep schedule (`raysweep sweep --schedule deep`) side by side.
 
     python bench/bench_depth.py --store STORE [--trials 100] [--seeds 0,1] [--modes default,deep] [--out FILE.md]
     python bench/bench_depth.py --read SWEEP_DIR [SWEEP_DIR ...] [--out FILE.md]   # sweeps run before
@@ -6,9 +6,12 @@
 
 Each (schedule, seed) is one `raysweep sweep` of all --methods x --trials at budget --budget on --slots
 trials at once (1 CPU each); --read takes sweep folders run before instead and groups them by the
-schedule their sweep.json records. Printed per schedule: the command's wall time, trials per method per
-hour (the baseline: the default schedule in the same run; `deep / default` is the gain), the share of the
-trials' slot-seconds spent in trials ASHA stopped, the trials stopped, and per method the best objective
+schedule their sweep.json records (default, deep, or full: no early stopping, the full-fidelity search).
+Printed per schedule: the command's wall time, trials per method per
+hour (the baseline: the default schedule in the same run, or full where no default ran; `deep / default`
+is the gain), the share of the
+trials' slot-seconds spent in trials ASHA stopped, the trials stopped, where the trials' slot-seconds go
+(checkpoint evaluations, final reports, the rest) and their mean per trial by method, and per method the best objective
 found by each seed (the search's own objective on the tuning half) and the verdict of the sweep's best
 trial (`raysweep.verdict.judge` on the sweep's tables alone, no re-runs), so "the same answer" can be
 read off: the deep schedule's best objective within the seeds' spread of the default's, and the same
@@ -52,7 +55,10 @@ def summarise(sweep: Path, wall_s: float | None = None) -> dict:
     verdict = judge(trials, tolerance=cfg["tolerance"], attack=meta["attack"], n_test=meta.get("n_test"),
                     scores=scores, meta=meta).table.set_index("method")
     methods = list(cfg["methods"])
-    return {"sweep": meta["name"], "schedule": cfg.get("schedule", "default"), "seed": cfg["seed"],
+    col = lambda k: runs[k].astype(float).fillna(0.0) if k in runs else 0.0 * slot_s  # noqa: E731
+    return {"eval_slot_s": float(col("eval_s").sum()), "final_slot_s": float(col("final_eval_s").sum()),
+            "per_trial": {m: float(slot_s[runs.method == m].mean()) for m in methods},
+            "sweep": meta["name"], "schedule": cfg.get("schedule", "default"), "seed": cfg["seed"],
             "trials": cfg["trials"], "methods": methods, "wall_s": wall,
             "trials_per_method_per_hour": cfg["trials"] / wall * 3600 if wall else float("nan"),
             "slot_s": float(slot_s.sum()), "stopped_slot_s": float(slot_s[stopped].sum()),
@@ -67,10 +73,11 @@ def _mean(xs: list[float]) -> float:
 
 def table(sums: list[dict]) -> str:
     """The Markdown table: one column per schedule (seeds pooled), and deep / default where both ran."""
-    modes = [m for m in ("default", "deep") if any(s["schedule"] == m for s in sums)]
+    modes = [m for m in ("default", "full", "deep") if any(s["schedule"] == m for s in sums)]
     by = {m: [s for s in sums if s["schedule"] == m] for m in modes}
-    both = len(modes) == 2
-    head = "| measure | " + " | ".join(modes) + (" | deep / default |" if both else " |")
+    base = next((m for m in modes if m != "deep"), None)  # the baseline: the default schedule, else full
+    both = base is not None and "deep" in modes
+    head = "| measure | " + " | ".join(modes) + (f" | deep / {base} |" if both else " |")
     rows = [head, "|---|" + "---|" * (len(modes) + both)]
 
     def row(name: str, vals: list[str], ratio: str = "") -> None:
@@ -83,22 +90,33 @@ def table(sums: list[dict]) -> str:
     row("wall time, s (mean)", [f"{wall[m]:.1f}" for m in modes])
     tph = {m: _mean([s["trials_per_method_per_hour"] for s in by[m]]) for m in modes}
     row("trials per method per hour", [f"{tph[m]:.1f}" for m in modes],
-        f"{tph['deep'] / tph['default']:.2f}" if both and tph["default"] else "")
+        f"{tph['deep'] / tph[base]:.2f}" if both and tph[base] else "")
     share = {m: sum(s["stopped_slot_s"] for s in by[m]) / max(1e-9, sum(s["slot_s"] for s in by[m])) for m in modes}
     row("share of slot-seconds in stopped trials", [f"{share[m]:.1%}" for m in modes])
     row("trials stopped early", [", ".join(f"{s['stopped']} of {s['ran']}" for s in by[m]) for m in modes])
+    per = {m: sum(s["slot_s"] for s in by[m]) / max(1, sum(s["ran"] for s in by[m])) for m in modes}
+    row("slot-seconds per trial (mean)", [f"{per[m]:.2f}" for m in modes],
+        f"{per['deep'] / per[base]:.2f}" if both and per[base] else "")
+    split = {m: [sum(s[k] for s in by[m]) / max(1e-9, sum(s["slot_s"] for s in by[m]))
+                 for k in ("eval_slot_s", "final_slot_s")] for m in modes}
+    row("of the trials' slot-seconds: checkpoint evaluations; final reports; the rest (unlearning, set-up)",
+        [f"{e:.1%}; {f:.1%}; {1 - e - f:.1%}" for e, f in (split[m] for m in modes)])
     methods = list(dict.fromkeys(x for s in sums for x in s["methods"]))
+    for x in methods:
+        vals = {m: _mean([s["per_trial"].get(x, float("nan")) for s in by[m]]) for m in modes}
+        row(f"slot-seconds per trial: {x}", [f"{vals[m]:.2f}" for m in modes],
+            f"{vals['deep'] / vals[base]:.2f}" if both and vals[base] else "")
     for x in methods:
         vals = {m: [s["best"].get(x) for s in by[m]] for m in modes}
         cells = [", ".join("none" if v is None else f"{v:.4g}" for v in vals[m]) for m in modes]
         ratio = ""
-        if both and all(v is not None for m in modes for v in vals[m]) and _mean(vals["default"]):
-            ratio = f"{_mean(vals['deep']) / _mean(vals['default']):.2f}"
+        if both and all(v is not None for m in (base, "deep") for v in vals[m]) and _mean(vals[base]):
+            ratio = f"{_mean(vals['deep']) / _mean(vals[base]):.2f}"
         row(f"best objective: {x} (per seed)", cells, ratio)
     for x in methods:
         vals = {m: [s["verdict"].get(x, "") for s in by[m]] for m in modes}
         cells = ["; ".join(v.split(":")[0] for v in vals[m]) for m in modes]
-        same = len({v.split(":")[0] for m in modes for v in vals[m]}) == 1
+        same = len({v.split(":")[0] for m in (base, "deep") for v in vals[m]}) == 1
         row(f"verdict: {x} (per seed)", cells, ("same" if same else "differs") if both else "")
     return "\n".join(rows)
 

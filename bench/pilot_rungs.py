@@ -9,8 +9,8 @@ every trial runs the whole cap), each unlearned once with budget callbacks every
 first callback past each share in SHARES it takes what a sweep's checkpoint takes (validation accuracy
 and the tuning half's GUS on 250 poisons, and on the nested 100 of them), at the end what a trial's
 final report takes (all of the tuning half): the objective of each. `--analyse` prints, per method and
-share, Spearman's rho between the objective there and the final one, rho between the 100- and the
-250-poison objective, and for each candidate schedule (successive halving keeping the best third at
+share, Spearman's rho between the objective there (on 250 poisons, and on the nested 100) and the final
+one, and for each candidate schedule (successive halving keeping the best 1/η at
 each rung) whether the final best survives and the regret (the best survivor's final objective over the
 best one's). Run on two worker processes of one thread each, as a sweep's trials.
 """
@@ -26,8 +26,8 @@ from pathlib import Path
 
 SHARES = (1 / 27, 1 / 16, 1 / 9, 1 / 4, 1 / 3, 1 / 2)
 EVERY = 1 / 108                      # callbacks fine enough to land within 1/108 of each share
-CANDIDATES = {"1/27, 1/9, 1/3 (deep)": (1 / 27, 1 / 9, 1 / 3), "1/16, 1/4 (η 4)": (1 / 16, 1 / 4),
-              "1/9, 1/3": (1 / 9, 1 / 3), "1/4 (the default's first rung)": (1 / 4,)}
+CANDIDATES = {"1/27, 1/9, 1/3 (η 3)": ((1 / 27, 1 / 9, 1 / 3), 3), "1/16, 1/4 (η 4: deep)": ((1 / 16, 1 / 4), 4),
+              "1/9, 1/3 (η 3)": ((1 / 9, 1 / 3), 3), "1/4 (η 3: the default's first rung)": ((1 / 4,), 3)}
 _SCEN = {}
 
 
@@ -122,22 +122,20 @@ def _at(run: dict, share: float, key: str = "objective") -> float:
     return run["final"]
 
 
-def analyse(runs: list[dict], reduction: int = 3) -> str:
+def analyse(runs: list[dict]) -> str:
     lines = []
     methods = list(dict.fromkeys(r["method"] for r in runs))
     head = " | ".join(f"ρ at {s:.3g}" for s in SHARES)
-    lines += [f"| method | trials | {head} | ρ 100 vs 250 poisons (at 1/27, 1/9) |",
-              "|---|---|" + "---|" * len(SHARES) + "---|"]
+    lines += [f"| method | trials | {head} |", "|---|---|" + "---|" * len(SHARES)]
     for m in methods:
         rs = [r for r in runs if r["method"] == m]
         final = [r["final"] for r in rs]
-        rho = [spearman([_at(r, s) for r in rs], final) for s in SHARES]
-        small = [spearman([_at(r, s, "objective100") for r in rs], [_at(r, s) for r in rs]) for s in (1 / 27, 1 / 9)]
-        lines.append(f"| {m} | {len(rs)} | " + " | ".join(f"{x:.2f}" for x in rho)
-                     + f" | {small[0]:.2f}, {small[1]:.2f} |")
-    lines += ["", "| schedule (keep the best 1/3 at each rung) | final best kept, methods | worst regret "
+        for key, label in (("objective", ""), ("objective100", " (100 poisons)")):
+            rho = [spearman([_at(r, s, key) for r in rs], final) for s in SHARES]
+            lines.append(f"| {m}{label} | {len(rs)} | " + " | ".join(f"{x:.2f}" for x in rho) + " |")
+    lines += ["", "| schedule (keep the best 1/η at each rung) | final best kept, methods | worst regret "
               "(best kept / best, feasible) | full-cap shares spent per trial |", "|---|---|---|---|"]
-    for name, rungs in CANDIDATES.items():
+    for name, (rungs, reduction) in CANDIDATES.items():
         kept_best, regrets, cost = 0, [], []
         for m in methods:
             rs = [r for r in runs if r["method"] == m]

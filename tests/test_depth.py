@@ -32,14 +32,13 @@ def test_the_deep_rungs_come_from_the_defaults():
     plan = schedule_of(deep())
     steps = [D.DEEP_GRACE * D.DEEP_REDUCTION ** i for i in range(10)
              if D.DEEP_GRACE * D.DEEP_REDUCTION ** i <= D.DEEP_STEPS]
-    assert plan.rungs() == steps == [1, 3, 9, 27]  # the figures defaults.py holds now
-    assert plan.rung_shares() == pytest.approx([1 / 27, 1 / 9, 1 / 3, 1.0])
-    assert plan.evaluate_at == (1, 3, 9)  # the cap itself is the trial's final report
-    assert plan.checkpoint_poisons == D.DEEP_CHECKPOINT_POISONS and plan.constant_liar
+    assert plan.rungs() == steps == [1, 4, 16]  # the figures defaults.py holds now
+    assert plan.rung_shares() == pytest.approx([1 / 16, 1 / 4, 1.0])
+    assert plan.evaluate_at == (1, 4) and plan.constant_liar  # the cap itself is the trial's final report
     # the default schedule is what it was: checkpoints every 25 %, rungs at 25 % and 75 %, every step evaluated
     base = schedule_of(cfg_of())
     assert base.rung_shares() == pytest.approx([0.25, 0.75]) and base.evaluate_at is None
-    assert base.checkpoint_poisons == D.CHECKPOINT_POISONS and not base.constant_liar
+    assert not base.constant_liar
 
 
 def test_a_deep_sweep_records_its_spacing_and_resume_compares_the_schedule():
@@ -67,6 +66,8 @@ def test_ashas_rungs_are_the_schedules():
         assert sched.schedulers["ssd"] is None  # one-shot: no budget axis
         milestones = sorted(m for m, _ in sched.schedulers["gd"]._brackets[0]._rungs)  # Ray's ASHA internals
         assert milestones == schedule_of(cfg).rungs()
+    full = cfg_of(schedule="full")  # the full-fidelity search a deep one is compared with: nothing stopped
+    assert make_scheduler(full).schedulers == {"gd": None, "ssd": None} and schedule_of(full).rungs() == []
 
 
 def test_the_deep_searcher_uses_the_constant_liar():
@@ -100,10 +101,30 @@ def test_the_smoke_bench_prints_both_schedules(tmp_path):
     assert table["trials per method"][:2] == ["3", "3"]
     for m in ("gd", "ssd"):
         assert f"best objective: {m} (per seed)" in table and f"verdict: {m} (per seed)" in table
-    # the deep sweep's trials evaluated at its rungs only (steps 1, 3, 9), its final reports anywhere
+    # the deep sweep's trials evaluated only where they passed a rung (steps 1 and 4; on the tiny scenario a
+    # batch spans several steps, so the first checkpoint past a rung may be a later step), final reports anywhere
     from raysweep.results.tables import load_tables
 
     sweep = next(p for p in (store / "sweeps").iterdir() if p.name.startswith("depth-deep-"))
     _, history, _ = load_tables(sweep)
     ckpt = history[(history.method == "gd") & ~history.final.astype(bool)]
-    assert len(ckpt) and set(ckpt.step.astype(int)) <= {1, 3, 9}
+    assert len(ckpt)
+    for _, steps in ckpt.groupby("trial_id").step:
+        before = 0
+        for step in sorted(steps.astype(int)):
+            assert any(before < r <= step for r in (1, 4)), list(steps)  # each report passed a rung of its own
+            before = step
+
+
+def test_resuming_a_deep_sweep_under_another_schedule_names_the_schedule(tmp_path):
+    import json
+
+    from raysweep.sweep.setup import check_resume
+
+    saved = deep(storage_path=str(tmp_path), name="s")
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "sweep.json").write_text(json.dumps({"name": "s", "scenario": "abc", "config": asdict(saved)}))
+    check_resume(deep(storage_path=str(tmp_path), name="s"), "abc")  # the same: accepted
+    with pytest.raises(ConfigError) as e:
+        check_resume(cfg_of(storage_path=str(tmp_path), name="s"), "abc")
+    assert e.value.field == "schedule"

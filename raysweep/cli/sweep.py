@@ -33,10 +33,10 @@ def add_parser(sub) -> None:
     p.add_argument("--methods", default="all", help="comma-separated methods, or all (default)")
     p.add_argument("--trials", type=int, default=None,
                    help=f"trials per method (default {D.trials}; {defaults.DEEP_TRIALS} with --schedule deep)")
-    p.add_argument("--schedule", default=D.schedule, metavar="default|deep",
-                   help="default: ASHA at 25 %% and 75 %% of the cap; deep: rungs at 1/27, 1/9, 1/3 of the cap, "
-                        "cheaper early checkpoints and the constant liar, for 100 trials per method within an "
-                        "hour on 2 cores (docs/performance.md, 'Depth per hour')")
+    p.add_argument("--schedule", default=D.schedule, metavar="default|deep|full",
+                   help="default: ASHA at 25 %% and 75 %% of the cap; deep: rungs at 1/16 and 1/4 of the cap "
+                        "(reduction 4), checkpoints at the rungs only, the constant liar, for 100 trials per method "
+                        "within an hour on 2 cores (docs/performance.md, 'Depth per hour'); full: no early stopping")
     p.add_argument("--budget", type=float, default=D.budget,
                    help=f"budget cap per trial, fraction of training compute (default {D.budget})")
     p.add_argument("--address", default=None, help="join an existing Ray cluster (auto, ray://host:10001)")

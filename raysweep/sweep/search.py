@@ -98,7 +98,7 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool
     plan = schedule_of(cfg)
     specs = {m: TrialSpec(method=m, budget=cfg.budget, floor=floor, seed=cfg.seed, fixed=dict(spaces[m].fixed),
                           checkpoint_every=cfg.checkpoint_every, threads=threads,
-                          evaluate_at=plan.evaluate_at, checkpoint_poisons=plan.checkpoint_poisons,
+                          evaluate_at=plan.evaluate_at,
                           device="cuda" if res["gpu"] > 0 else "cpu", bundle=bundle,
                           store=None if use_bundle else store, scenario_hash=scen.hash,
                           data_dir=data_dir, sweep_root=str(root), plugins=loaded_plugins(),
@@ -226,13 +226,14 @@ def make_searchers(spaces: dict, cfg: SweepConfig, storage=None) -> dict:
 
 def make_scheduler(cfg: SweepConfig, root: Path | None = None) -> MethodDispatchScheduler:
     """One ASHA per iterative method on the schedule's rungs (schedule.py); a one-shot method (SSD) has no
-    budget axis to stop on: no ASHA."""
+    budget axis to stop on, and the `full` schedule stops no trial: no ASHA."""
     from ray.tune.schedulers import ASHAScheduler
 
     plan = schedule_of(cfg)
     return MethodDispatchScheduler({m: ASHAScheduler(time_attr="step", max_t=plan.max_t, grace_period=plan.grace,
                                                      reduction_factor=plan.reduction_factor)
-                                    if METHODS.get(m).iterative else None for m in cfg.methods}, root=root)
+                                    if METHODS.get(m).iterative and plan.stops_early else None
+                                    for m in cfg.methods}, root=root)
 
 
 def _new_tuner(tune, trainable, spaces, cfg: SweepConfig, root: Path, callbacks: list, storage, slots: int):

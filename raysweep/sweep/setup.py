@@ -86,8 +86,8 @@ class SweepConfig:
         return max(1, min(n, self.max_concurrent or n))
 
 
-RESUME_FIELDS = ("methods", "trials", "budget", "multi_objective", "tolerance", "seed", "checkpoint_every",
-                 "asha_grace", "optuna_storage", "evidence", "schedule")
+RESUME_FIELDS = ("methods", "trials", "budget", "multi_objective", "tolerance", "seed", "schedule", "checkpoint_every",
+                 "asha_grace", "optuna_storage", "evidence")  # schedule before the spacing it sets: the error names it
 
 
 def _say(msg: str) -> None:

@@ -54,7 +54,6 @@ class TrialSpec:
     evidence: str = EVIDENCE        # best: full evaluation after the search, of the best trials only (evidence.py)
     discovery: float = 1.0          # share of the poisons requested: Scenario.discovered (tuned on their half)
     evaluate_at: tuple[int, ...] | None = None  # the steps a checkpoint evaluates and reports at (None: every one)
-    checkpoint_poisons: int = CHECKPOINT_POISONS  # tuning-half poisons a checkpoint scores (sweep/schedule.py)
 
 
 def unlearn_trial(config: dict, specs: dict[str, TrialSpec]) -> None:
@@ -94,8 +93,8 @@ def unlearn_trial(config: dict, specs: dict[str, TrialSpec]) -> None:
         if spec.evaluate_at is not None and not any(before < r <= step for r in spec.evaluate_at):
             return False  # the deep schedule evaluates where a rung was reached only (sweep/schedule.py)
         t = time.perf_counter()
-        # the tuning half's GUS (a fixed subset of checkpoint_poisons: docs/performance.md) where noise is the attack
-        m = scen.evaluate(model, parts=("tune",), full=False, tune_cap=spec.checkpoint_poisons)
+        # the tuning half's GUS (a fixed subset of CHECKPOINT_POISONS: docs/performance.md) where noise is the attack
+        m = scen.evaluate(model, parts=("tune",), full=False, tune_cap=CHECKPOINT_POISONS)
         eval_s[0] += time.perf_counter() - t
         eff = attack.effect(m, refs)
         t = time.perf_counter()
