@@ -19,6 +19,16 @@ REPORT_SCENARIO_SEEDS = 2  # and fresh scenarios pooled: the power the report pr
 CHECKPOINT_EVERY = 0.25  # a sweep trial evaluates and reports every this share of the sweep's cap
 ASHA_GRACE = 0.25       # the share of the budget a trial runs before ASHA may stop it
 CHECKPOINT_POISONS = 250  # tuning-half poisons a budget checkpoint scores (the final report: all of them)
+SCHEDULE = "default"     # `raysweep sweep --schedule`: default (ASHA at 25 % and 75 % of the cap), deep, or full
+#                          (every trial to its own cap: the full-fidelity search a deep one is compared with)
+# --schedule deep: 100 trials per method within an hour on 2 cores (docs/performance.md, "Depth per hour",
+# with the pilot that chose these points). ASHA's step is 1/DEEP_STEPS of the cap; rungs at DEEP_GRACE x
+# DEEP_REDUCTION^i steps (1/16 and 1/4 of the cap, then the cap), a trial evaluates at those rungs only,
+# and each method's TPE is pinned to multivariate with the constant liar
+DEEP_TRIALS = 100
+DEEP_STEPS = 16
+DEEP_GRACE = 1
+DEEP_REDUCTION = 4
 REFERENCES = "auto"      # prepare: train θ_initial and θ_retrain at once (parallel), one after the other, or auto
 PARALLEL_MIN_SAMPLE_GRADS = 50_000  # auto: parallel on a CPU with >= 2 threads from this much training per model
 ATTACK_POINTS = 10      # `raysweep attack-search`: outer points (each a prepared scenario and a full sweep)
@@ -49,6 +59,13 @@ def check_references(value, field: str = "references") -> str:
     if value not in ("auto", "parallel", "sequential"):
         raise ConfigError(field, value, "auto, parallel (θ_initial and θ_retrain at once, half the threads each) "
                           "or sequential")
+    return value
+
+
+def check_schedule(value, field: str = "schedule") -> str:
+    if value not in ("default", "deep", "full"):
+        raise ConfigError(field, value, "default (ASHA at 25 % and 75 % of the cap), deep (rungs at 1/16 and 1/4 of "
+                          "the cap, reduction 4: docs/performance.md) or full (no early stopping)")
     return value
 
 

@@ -31,7 +31,12 @@ def add_parser(sub) -> None:
     add_scenario_args(p)
     add_common(p)
     p.add_argument("--methods", default="all", help="comma-separated methods, or all (default)")
-    p.add_argument("--trials", type=int, default=D.trials, help=f"trials per method (default {D.trials})")
+    p.add_argument("--trials", type=int, default=None,
+                   help=f"trials per method (default {D.trials}; {defaults.DEEP_TRIALS} with --schedule deep)")
+    p.add_argument("--schedule", default=D.schedule, metavar="default|deep|full",
+                   help="default: ASHA at 25 %% and 75 %% of the cap; deep: rungs at 1/16 and 1/4 of the cap "
+                        "(reduction 4), checkpoints at the rungs only, the constant liar, for 100 trials per method "
+                        "within an hour on 2 cores (docs/performance.md, 'Depth per hour'); full: no early stopping")
     p.add_argument("--budget", type=float, default=D.budget,
                    help=f"budget cap per trial, fraction of training compute (default {D.budget})")
     p.add_argument("--address", default=None, help="join an existing Ray cluster (auto, ray://host:10001)")
@@ -78,6 +83,9 @@ def methods_of(text: str) -> list[str]:
 def run(args) -> int:
     methods = methods_of(args.methods)
     defaults.check_seed(args.seed)
+    defaults.check_schedule(args.schedule)
+    trials = args.trials if args.trials is not None else \
+        defaults.DEEP_TRIALS if args.schedule == "deep" else defaults.TRIALS
     cfg = load_scenario(args.scenario, args.overrides)
     if args.discovery != 1.0 and not ATTACKS.get(cfg.attack, "attack").discoverable:
         raise ConfigError("discovery", args.discovery, f"1 for attack {cfg.attack} (a partial request needs an attack "
@@ -88,7 +96,7 @@ def run(args) -> int:
         f"{cfg.name or 'scenario'}-{cfg.hash()[:8]}-{time.strftime('%Y%m%d-%H%M%S')}"
     store = open_store(args.store)
     optuna_storage = None if args.optuna_storage is None else check_optuna_storage(args.optuna_storage)
-    sweep_cfg = SweepConfig(methods=methods, trials=args.trials, budget=args.budget, name=name,
+    sweep_cfg = SweepConfig(methods=methods, trials=trials, schedule=args.schedule, budget=args.budget, name=name,
                             storage_path=args.storage_path or str(store.root / "sweeps"), address=args.address,
                             cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                             max_concurrent=args.max_concurrent, multi_objective=args.multi_objective,

@@ -28,6 +28,7 @@ from .dispatch import MethodDispatchScheduler, MethodDispatchSearch
 from .evidence import complete_evidence
 from .ledger import trial_ledger
 from .observe import LiveStatus
+from .schedule import schedule_of
 from .setup import (  # noqa: F401  (re-exported: the sweep's public API lives here)
     RESUME_FIELDS,
     SweepConfig,
@@ -95,8 +96,10 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool
     threads = max(1, int(math.floor(cfg.cpus_per_trial)))
     use_bundle = not cfg.address  # local: object store; cluster: workers read the shared store
     bundle = scen.bundle() if use_bundle else None
+    plan = schedule_of(cfg)
     specs = {m: TrialSpec(method=m, budget=cfg.budget, floor=floor, seed=cfg.seed, fixed=dict(spaces[m].fixed),
                           checkpoint_every=cfg.checkpoint_every, threads=threads,
+                          evaluate_at=plan.evaluate_at,
                           device="cuda" if res["gpu"] > 0 else "cpu", bundle=bundle,
                           store=None if use_bundle else store, scenario_hash=scen.hash,
                           data_dir=data_dir, sweep_root=str(root), plugins=loaded_plugins(),
@@ -106,7 +109,8 @@ def run_sweep(scen: Scenario, cfg: SweepConfig, store: Store | str, resume: bool
     path = root / EXPERIMENT
     slots = cfg.slots(ray.cluster_resources())
     _say(f"[sweep] {cfg.name}: {', '.join(cfg.methods)} x {cfg.trials} trials at once, budget cap {cfg.budget:g}, "
-         f"{res['cpu']:g} CPU / {res['gpu']:g} GPU per trial, {slots} slots -> {root}")
+         f"{res['cpu']:g} CPU / {res['gpu']:g} GPU per trial, {slots} slots, schedule {plan.name} (rungs at "
+         f"{', '.join(f'{r:.3g}' for r in plan.rung_shares())} of the cap) -> {root}")
     status = LiveStatus({m: cfg.trials for m in cfg.methods}, method_of=_method_of, title=cfg.name)
     callbacks = [status, trial_ledger(root, _method_of)]
     local = not cfg.address and not res["gpu"]  # the driver holds the scenario: no worker to start
@@ -193,34 +197,51 @@ def reference_scores(scen: Scenario) -> dict:
     return out
 
 
-def make_searchers(spaces: dict, cfg: SweepConfig, storage=None) -> dict:
-    """One seeded Optuna (TPE) search per method; a method's seed depends on its own name only."""
+def make_sampler(cfg: SweepConfig, method: str):
+    """A method's seeded TPE sampler; under the deep schedule pinned to multivariate with the constant liar
+    (a trial still running counts as a poor result, so the trials running at once are not suggested
+    alike). Optuna 5.0 defaults to both for one objective; pinned, the deep schedule keeps them whatever
+    a later Optuna defaults to."""
+    import warnings
+
     import optuna
 
+    seed = search_seed(cfg.seed, method)
+    if not schedule_of(cfg).constant_liar:
+        return optuna.samplers.TPESampler(seed=seed)
+    with warnings.catch_warnings():  # both options are marked experimental by Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
 
+
+def make_searchers(spaces: dict, cfg: SweepConfig, storage=None) -> dict:
+    """One seeded Optuna (TPE) search per method; a method's seed depends on its own name only."""
     metric, mode = (["effect", "val_acc"], ["min", "max"]) if cfg.multi_objective else ("objective", "min")
     searchers = {}
     for m, space in spaces.items():
         study = optuna_study_kwargs(storage, cfg.name, m) if storage is not None else {}
-        searchers[m] = StoredOptunaSearch(space=space.optuna(), metric=metric, mode=mode,
-                                          sampler=optuna.samplers.TPESampler(seed=search_seed(cfg.seed, m)),
+        searchers[m] = StoredOptunaSearch(space=space.optuna(), metric=metric, mode=mode, sampler=make_sampler(cfg, m),
                                           points_to_evaluate=space.warm_start or None, **study)
     return searchers
 
 
-def _new_tuner(tune, trainable, spaces, cfg: SweepConfig, root: Path, callbacks: list, storage, slots: int):
+def make_scheduler(cfg: SweepConfig, root: Path | None = None) -> MethodDispatchScheduler:
+    """One ASHA per iterative method on the schedule's rungs (schedule.py); a one-shot method (SSD) has no
+    budget axis to stop on, and the `full` schedule stops no trial: no ASHA."""
     from ray.tune.schedulers import ASHAScheduler
 
+    plan = schedule_of(cfg)
+    return MethodDispatchScheduler({m: ASHAScheduler(time_attr="step", max_t=plan.max_t, grace_period=plan.grace,
+                                                     reduction_factor=plan.reduction_factor)
+                                    if METHODS.get(m).iterative and plan.stops_early else None
+                                    for m in cfg.methods}, root=root)
+
+
+def _new_tuner(tune, trainable, spaces, cfg: SweepConfig, root: Path, callbacks: list, storage, slots: int):
     metric, mode = (["effect", "val_acc"], ["min", "max"]) if cfg.multi_objective else ("objective", "min")
     searchers = make_searchers(spaces, cfg, storage)
     search = MethodDispatchSearch(searchers, {m: cfg.trials for m in cfg.methods})
-    scheduler = None
-    if not cfg.multi_objective:  # a one-shot method (SSD) has no budget axis to stop on: no ASHA
-        n_steps = int(round(1 / cfg.checkpoint_every)) + 1
-        grace = min(n_steps, max(1, int(round(cfg.asha_grace / cfg.checkpoint_every))))
-        scheduler = MethodDispatchScheduler({m: ASHAScheduler(time_attr="step", max_t=n_steps, grace_period=grace,
-                                                              reduction_factor=3) if METHODS.get(m).iterative else None
-                                             for m in cfg.methods}, root=root)
+    scheduler = None if cfg.multi_objective else make_scheduler(cfg, root)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler,

@@ -16,6 +16,7 @@ from ..defaults import RAY_ENV
 from ..errors import ConfigError, check_number
 from ..results.layout import read_sweep_meta
 from ..unlearn import METHODS
+from .schedule import resolve
 
 
 @dataclass
@@ -42,6 +43,7 @@ class SweepConfig:
     mlflow: str | None = None        # log every trial to this MLflow tracking URI (a folder or a server)
     evidence: str = D.EVIDENCE       # full evaluation: of each method's best trial after the search, or of "all"
     discovery: float = 1.0           # share of the poisons requested (found); the rest stays in the retain set
+    schedule: str = D.SCHEDULE       # default, or deep: earlier rungs, cheaper checkpoints, constant liar (schedule.py)
 
     def check(self) -> "SweepConfig":
 
@@ -64,6 +66,10 @@ class SweepConfig:
         check_number("max_concurrent", self.max_concurrent, lo=0, hi=D.MAX_TRIALS, integer=True,
                      what="0: as many as resources allow")
         check_number("max_failures", self.max_failures, lo=0, integer=True)
+        D.check_schedule(self.schedule)
+        if self.schedule == "deep" and self.multi_objective:
+            raise ConfigError("schedule", self.schedule, "default with --multi-objective (it has no early stopping)")
+        resolve(self)  # deep: its own checkpoint spacing and grace, or an error naming the option
         D.check_checkpoint_every(self.checkpoint_every)
         D.check_tolerance(self.tolerance)
         check_number("seed", self.seed, lo=0, integer=True)
@@ -80,8 +86,8 @@ class SweepConfig:
         return max(1, min(n, self.max_concurrent or n))
 
 
-RESUME_FIELDS = ("methods", "trials", "budget", "multi_objective", "tolerance", "seed", "checkpoint_every",
-                 "asha_grace", "optuna_storage", "evidence")
+RESUME_FIELDS = ("methods", "trials", "budget", "multi_objective", "tolerance", "seed", "schedule", "checkpoint_every",
+                 "asha_grace", "optuna_storage", "evidence")  # schedule before the spacing it sets: the error names it
 
 
 def _say(msg: str) -> None:

@@ -53,6 +53,7 @@ class TrialSpec:
     plugins: str = ""               # the driver's plug-ins ($RAYSWEEP_PLUGINS form), loaded by each trial first
     evidence: str = EVIDENCE        # best: full evaluation after the search, of the best trials only (evidence.py)
     discovery: float = 1.0          # share of the poisons requested: Scenario.discovered (tuned on their half)
+    evaluate_at: tuple[int, ...] | None = None  # the steps a checkpoint evaluates and reports at (None: every one)
 
 
 def unlearn_trial(config: dict, specs: dict[str, TrialSpec]) -> None:
@@ -82,17 +83,22 @@ def unlearn_trial(config: dict, specs: dict[str, TrialSpec]) -> None:
     attack = scen.attack
     eval_s = [0.0]  # time spent in checkpoint evaluations (reported: the sweep's evaluation share)
     report_s = [0.0]  # time blocked in checkpoint reports (Tune's round trip to the driver)
+    last_step = [0]  # the step of the checkpoint before: a rung is reached when a checkpoint passes it
 
     def on_checkpoint(model, info):
         if info["cap_used"] >= 1 - 1e-9:
             return False  # the final report, with the verdict evidence, follows at once
+        before, step = last_step[0], max(1, round(info["spent"] / cap_step))
+        last_step[0] = step
+        if spec.evaluate_at is not None and not any(before < r <= step for r in spec.evaluate_at):
+            return False  # the deep schedule evaluates where a rung was reached only (sweep/schedule.py)
         t = time.perf_counter()
         # the tuning half's GUS (a fixed subset of CHECKPOINT_POISONS: docs/performance.md) where noise is the attack
         m = scen.evaluate(model, parts=("tune",), full=False, tune_cap=CHECKPOINT_POISONS)
         eval_s[0] += time.perf_counter() - t
         eff = attack.effect(m, refs)
         t = time.perf_counter()
-        tune.report({"budget_spent": info["budget_spent"], "step": max(1, round(info["spent"] / cap_step)),
+        tune.report({"budget_spent": info["budget_spent"], "step": step,
                      "val_acc": m["val_acc"], **{k: m[k] for k in attack.checkpoint_keys if k in m}, "effect": eff,
                      "objective": objective(eff, m["val_acc"], spec.floor),
                      "diverged": False, "final": False, "node_id": node, "attempt": attempt,
