@@ -18,6 +18,6 @@ step() {  # name, command...
 }
 step prepare "$RS" prepare --store "$STORE" --json
 step sweep   "$RS" sweep --store "$STORE" --methods all --schedule deep --trials 100 --name reference
-step curve   "$RS" curve reference --store "$STORE" --budgets 0.02,0.05,0.1,0.25,0.5,1.0 --seeds "$CURVE_SEEDS"
+step curve   "$RS" curve reference --store "$STORE" --budgets 0.02,0.05,0.1,0.25,0.5,1.0 --trials 8 --seeds "$CURVE_SEEDS"  # a search per budget + sanity rows
 step explain "$RS" explain reference --store "$STORE"
 step report  "$RS" report reference --store "$STORE" --seeds 3

@@ -82,7 +82,7 @@ def option_cases():
                 "--hp": ["lr", "lr=nan", "lr=1e400", "lr=1e300", "batch_size=1e12", "nosuch=1", "lr=", "batch_size=0.5",
                          f"batch_size={HUGE_INT}"],
                 "--set": ["noequals", "nosuch=1", "train.nosuch=1"],
-                "--method": ["", "nosuch", "gd,ga"], "--mode": STR_ENUM_BAD,
+                "--method": ["", "nosuch", "gd,ga"], "--mode": STR_ENUM_BAD, "--schedule": STR_ENUM_BAD,
                 "--space": ["", ",", "nosuch", "eps2=a:b", "eps2=1:0.1", "eps2=0.01:1:sqrt", "k=1.5:3", "eps2=nan:1",
                             "eps2=0.1:1,eps2=0.2:1", "k=2:99999999"]}
     skip = {"--data-dir", "--storage-path", "--store", "--out"}  # filesystem targets: their own cases below
