@@ -243,6 +243,7 @@ def test_the_sanity_rows_decide_from_their_scores_removes_when_like_retrain_cann
     import numpy as np
 
     from raysweep.curve.table import budget_verdicts, sanity
+    from raysweep.stats.evidence import encode_bits
 
     from .test_referee import G, sweep_with_canaries
 
@@ -251,15 +252,19 @@ def test_the_sanity_rows_decide_from_their_scores_removes_when_like_retrain_cann
     trials, _, meta, _, retrain_c = sweep_with_canaries({}, n, n, rng)
     meta = {**meta, "attack": "gaussian", "n_test": 1000}
 
-    def cells(control_mean: float) -> list[dict]:
+    def cells(control_mean: float, euk: tuple = (None, 0.70, 1.0)) -> list[dict]:
         out = []
-        rows = (("gd", G, False), ("scratch", control_mean, True), ("euk_all", control_mean, True))
-        for label, mean, control in rows:
+        euk_mean, euk_acc, euk_kept = euk
+        rows = (("gd", G, False, 0.70, 1.0), ("scratch", control_mean, True, 0.70, 1.0),
+                ("euk_all", control_mean if euk_mean is None else euk_mean, True, euk_acc, euk_kept))
+        for label, mean, control, acc, kept in rows:
             for seed in (1, 2):
-                out.append(dict(method=label, budget=1.0, seed=seed, control=control, test_acc=0.70,
+                bits = rng.random(1000) < acc
+                out.append(dict(method=label, budget=1.0, seed=seed, control=control, test_acc=float(bits.mean()),
+                                test_correct=encode_bits(bits),
                                 holdout_gus=mean, diverged=False, hp={"lr": 0.05},
                                 scores=list(rng.normal(mean, 1, n)),
-                                canary_scores=list(retrain_c + rng.normal(0, 0.3, n))))
+                                canary_scores=list(kept * retrain_c + rng.normal(0, 0.3, n))))
         return out
 
     v = budget_verdicts(cells(0.0), trials, meta)
@@ -270,3 +275,10 @@ def test_the_sanity_rows_decide_from_their_scores_removes_when_like_retrain_cann
     still = budget_verdicts(cells(G), trials, meta)
     assert sanity(still)["decides"] is False and "cannot decide" in sanity(still)["line"]
     assert summary_table(still).set_index("method").loc["gd", "removes_at"].startswith("cannot decide at this size")
+    # an under-trained control (what EU-k at a constant rate is on the default scenario: accuracy 0.56, half
+    # the canaries' effect) is reported but not counted: the check rests on the rows as accurate as θ_retrain
+    weak = budget_verdicts(cells(0.0, (0.0, 0.55, 0.5)), trials, meta)
+    w = weak.set_index("method")
+    assert w.loc["euk_all", "accuracy"] == "below" and w.loc["euk_all", "outcome"] != "removes"
+    assert sanity(weak)["decides"] is True and "euk_all" in sanity(weak)["line"] and "not counted" in sanity(weak)[
+        "line"]

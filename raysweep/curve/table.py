@@ -125,8 +125,11 @@ def _judge_at(at: pd.DataFrame, b: float, refs: pd.DataFrame, meta: dict, alpha:
 
 
 def sanity(verdict: pd.DataFrame) -> dict:
-    """Whether the controls remove at budget 1.0: decides True (all do), False (one does not: the
-    curve cannot decide at this size), None (no control ran there); with the line the report prints."""
+    """Whether the controls remove at budget 1.0: decides True (every valid control does), False (one
+    does not: the curve cannot decide at this size), None (none ran there, or none is valid); with the
+    line the report prints. A control whose accuracy is shown below θ_retrain's is not a stand-in for
+    retraining (an under-trained network also under-learns the canaries, so "removes" is out of its
+    reach by design): its outcome is reported, not counted."""
     flag = verdict["control"].map(_true) if "control" in verdict else pd.Series(False, verdict.index, dtype=bool)
     rows = verdict[(verdict.status != "reference") & flag]
     at = rows[pd.to_numeric(rows.budget, errors="coerce") == SANITY_BUDGET] if len(rows) else rows
@@ -135,8 +138,14 @@ def sanity(verdict: pd.DataFrame) -> dict:
                 "budget 1.0 and without --no-controls), so whether this referee could call a method \"removes\" "
                 "at this size is not checked."}
     outcomes = {r.method: ("not judged" if missing(r.outcome) else str(r.outcome)) for r in at.itertuples()}
-    ok = all(o == "removes" for o in outcomes.values())
-    said = ", ".join(f"{m} {o}" for m, o in outcomes.items())
+    below = {r.method for r in at.itertuples() if "accuracy" in at and str(r.accuracy) == "below"}
+    valid = {m: o for m, o in outcomes.items() if m not in below}
+    said = ", ".join(f"{m} {o}" + (" with accuracy below θ_retrain's (not counted)" if m in below else "")
+                     for m, o in outcomes.items())
+    if not valid:
+        return {"decides": None, "outcomes": outcomes, "line": f"Sanity rows at budget 1.0: {said}: no row as "
+                "accurate as θ_retrain, so whether this referee could call a method \"removes\" is not checked."}
+    ok = all(o == "removes" for o in valid.values())
     if ok:
         line = (f"Sanity rows at budget 1.0: {said}. Retraining-equivalent runs are called \"removes\" here, so "
                 "this referee could have said \"removes\" for a method as good as retraining.")
