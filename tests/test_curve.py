@@ -28,6 +28,11 @@ def test_bad_arguments_exit_2_naming_the_field_before_anything_runs(tmp_path, ca
     assert not (tmp_path / "no-such-sweep").exists()
 
 
+def unchecked(budget: str) -> str:
+    """The summary's text where no sanity row ran at budget 1.0."""
+    return f"none shown up to {budget} (sanity rows not run at 1.0: not checked)"
+
+
 def _verdict(rows):
     base = [dict(method="none", status="reference", budget=0.0, outcome=None, accuracy_kept=None, verdict="reference"),
             dict(method="retrain", status="reference", budget=1.0, outcome=None, accuracy_kept=None,
@@ -55,14 +60,14 @@ def test_the_summary_gives_the_smallest_budget_that_removes_with_accuracy_kept(t
     assert s.loc["a", "smallest_budget"] == 0.1 and s.loc["a", "removes_at"] == "0.1"
     assert s.loc["a", "compute_vs_retrain"] == 0.1 and s.loc["a", "wall_vs_retrain"] == pytest.approx(0.10)
     assert s.loc["a", "verdict_at_largest"] == "removes the poison" and s.loc["a", "largest_budget"] == 0.25
-    assert pd.isna(s.loc["b", "smallest_budget"]) and s.loc["b", "removes_at"] == "none up to 0.25"
+    assert pd.isna(s.loc["b", "smallest_budget"]) and s.loc["b", "removes_at"] == unchecked("0.25")
     assert pd.isna(s.loc["b", "compute_vs_retrain"]) and s.loc["b", "verdict_at_largest"].startswith("inconclusive")
     assert s.loc["c", "removes_at"] == "0.05" and s.loc["c", "wall_vs_retrain"] == pytest.approx(0.04)
     assert set(s.index) == {"a", "b", "c"}  # references are not methods
     # the same from the CSV the report reads back (booleans as text, references' missing values as NaN)
     v.to_csv(tmp_path / "v.csv", index=False)
     again = summary_table(pd.read_csv(tmp_path / "v.csv")).set_index("method")
-    assert list(again.removes_at) == ["0.1", "none up to 0.25", "0.05"]
+    assert list(again.removes_at) == ["0.1", unchecked("0.25"), "0.05"]
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +109,8 @@ def test_the_curve_writes_one_row_per_method_budget_and_seed_plus_the_references
     s = pd.read_csv(curve / "curve_summary.csv").set_index("method")
     # 32 held-out poisons cannot show a removal (docs/verdict.md): none up to the largest budget run; with no
     # budget 1.0 the sanity rows did not decide whether the referee could say "removes"
-    assert set(s.index) == {"gd", "ga", "scratch"} and (s.removes_at == "none up to 0.05").all()
+    assert set(s.index) == {"gd", "ga", "scratch"} and s.loc["scratch", "removes_at"] == "none up to 0.05"
+    assert (s.loc[["gd", "ga"], "removes_at"] == unchecked("0.05")).all()
 
 
 def test_each_budget_is_tuned_by_its_own_search_and_the_sweep_stands_for_its_own_cap(curve_run):
@@ -126,7 +132,7 @@ def test_each_budget_is_tuned_by_its_own_search_and_the_sweep_stands_for_its_own
             assert cell["share"] == pytest.approx(row["cap_share"])
             assert cell["budget_spent"] <= budget * row["cap_share"] + 1e-9  # it ran within the share it was tuned at
     plan = json.loads((sweep / "curve" / "curve_plan.json").read_text())
-    assert plan["mode"] == "tune" and plan["trials_per_budget"] == 1
+    assert plan["mode"] == "tune" and plan["trials_per_budget"] == {"0.02": 1, "0.05": 1}
 
 
 def test_a_second_call_reruns_nothing_and_a_lost_cell_is_run_again(curve_run, capsys):
@@ -204,7 +210,7 @@ def test_the_report_shows_the_curve_when_present(curve_run, tmp_path):
     sweep, _, _ = curve_run
     md = build_report(sweep, tmp_path / "report", log=lambda m: None)
     text = md.read_text()
-    assert "## Budget curve" in text and "(curve.png)" in text and "none up to 0.05" in text
+    assert "## Budget curve" in text and "(curve.png)" in text and "none shown up to 0.05" in text
     assert text.index("## Budget curve") < text.index("## Figures")
     grid = text[text.index("The outcome at each budget"):text.index("(curve.png)")]
     assert "| method | budget 0.02 | budget 0.05 |" in grid and "| gd |" in grid and "| ga |" in grid
@@ -275,10 +281,10 @@ def test_the_sanity_rows_decide_from_their_scores_removes_when_like_retrain_cann
     still = budget_verdicts(cells(G), trials, meta)
     assert sanity(still)["decides"] is False and "cannot decide" in sanity(still)["line"]
     assert summary_table(still).set_index("method").loc["gd", "removes_at"].startswith("cannot decide at this size")
-    # an under-trained control (what EU-k at a constant rate is on the default scenario: accuracy 0.56, half
-    # the canaries' effect) is reported but not counted: the check rests on the rows as accurate as θ_retrain
+    # an under-trained control (what EU-k at a constant rate was on the default scenario: accuracy 0.56, half
+    # the canaries' effect) is not a stand-in for retraining: the check fails, and says why
     weak = budget_verdicts(cells(0.0, (0.0, 0.55, 0.5)), trials, meta)
     w = weak.set_index("method")
     assert w.loc["euk_all", "accuracy"] == "below" and w.loc["euk_all", "outcome"] != "removes"
-    assert sanity(weak)["decides"] is True and "euk_all" in sanity(weak)["line"] and "not counted" in sanity(weak)[
-        "line"]
+    assert sanity(weak)["decides"] is False and "euk_all" in sanity(weak)["line"]
+    assert "accuracy below θ_retrain's" in sanity(weak)["line"]

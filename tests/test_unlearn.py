@@ -153,3 +153,28 @@ def test_cli_unlearn_json(prepared_tiny, capsys):
     for key in ("test_acc", "gus", "z", "tpr_two", "mia_tpr", "budget_spent", "wall_s", "diverged"):
         assert key in row
     assert 0.045 <= row["budget_spent"] <= 0.05
+
+
+def test_the_scratch_control_and_eu_k_cosine_follow_the_recipes_schedule_over_the_budget():
+    """Warm-up to the peak over `warmup` of the budget, then cosine decay to ~0 at the cap; constant
+    methods keep the rate; `--methods all` leaves the control out (it is no unlearner)."""
+    from types import SimpleNamespace
+
+    from raysweep.cli.sweep import methods_of
+    from raysweep.unlearn.base import Budget, cosine_scale
+
+    def at(share, warmup=0.1):
+        b = Budget(1000.0)
+        b.spent = share * 1000.0
+        return cosine_scale(SimpleNamespace(budget=b), warmup)
+
+    assert at(0.0) < 0.01 and at(0.1) == pytest.approx(1.0, abs=1e-4) and at(0.55) == pytest.approx(0.5, abs=1e-3)
+    assert at(0.999) < 1e-4 and at(0.05) == pytest.approx(0.5, abs=1e-3)
+    euk = METHODS.get("euk")()
+    hp = euk.hyper({"schedule": "cosine", "warmup": 0.0})
+    b = Budget(10.0)
+    b.spent = 5.0
+    assert euk.lr_scale(SimpleNamespace(budget=b, hp=hp)) == pytest.approx(0.5, abs=1e-3)
+    assert euk.lr_scale(SimpleNamespace(budget=b, hp=euk.hyper({}))) == 1.0  # the paper's constant rate
+    assert "scratch" not in methods_of("all") and methods_of("scratch") == ["scratch"]
+    assert set(methods_of("all")) == set(PAPER)

@@ -42,7 +42,7 @@ def run_curve(sweep, meta: dict, trials, budgets: list[float], n_seeds: int, met
     res = trial_resources(cfg, ray.cluster_resources())  # a GPU the cluster lacks fails here, before any run
     plan = make_plan(sweep, meta, trials, budgets, n_seeds, methods)  # checks --methods against the sweep
     scen = Scenario.load(open_store(meta["store"]), meta["scenario"], "cpu")
-    tuned = None
+    tuned, counts = None, {"trials": None}
     if mode == "tune":
         run_cfg = {"address": address, "cpus": cfg.cpus_per_trial, "gpus": cfg.gpus_per_trial, "device": cfg.device}
         tuned, counts = tuned_bests(plan.sweep, meta, trials, scen, budgets, n_trials, plan.methods, run_cfg, log)
@@ -51,6 +51,7 @@ def run_curve(sweep, meta: dict, trials, budgets: list[float], n_seeds: int, met
     extra = control_configs(scen.cfg.train, len(scen.new_model("initial").layer_groups()), budgets,
                             meta["scenario"]) if controls else None
     plan = make_plan(sweep, meta, trials, budgets, n_seeds, methods, tuned, extra)
+    per_budget = counts["trials"]
     counts = run_cells(plan, res, address, log)
     curve = plan.curve
     cls = ATTACKS.get(meta["attack"], "attack")
@@ -70,9 +71,9 @@ def run_curve(sweep, meta: dict, trials, budgets: list[float], n_seeds: int, met
     atomic_write_table(tidy, curve / "curve.csv")
     atomic_write_table(verdict, curve / "curve_verdict.csv")
     atomic_write_table(summary, curve / "curve_summary.csv")
-    atomic_write_text(curve / "curve_plan.json", json.dumps({"mode": plan.mode, "trials_per_budget": n_trials
-                                                        if plan.mode == "tune" else None, "budgets": budgets,
-                                                        "seeds": plan.seeds, "controls": bool(controls)}))
+    atomic_write_text(curve / "curve_plan.json", json.dumps({"mode": plan.mode, "trials_per_budget": per_budget,
+                                                        "budgets": budgets, "seeds": plan.seeds,
+                                                        "controls": bool(controls)}))
     fig = curve_figure(verdict, curve, cls.effect_header, tol)
     log(f"[curve] {counts['ran']} run, {counts['skipped']} skipped, {counts['failed']} failed; tables and "
         f"{fig.name} in {curve}")

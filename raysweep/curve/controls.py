@@ -3,7 +3,8 @@ told apart from "the verdict cannot tell at this size" (docs/curve.md, "Sanity r
 
     scratch   retraining from scratch within each budget, with θ_retrain's own recipe
               (unlearn/scratch.py): at 1.0 it is θ_retrain again on another seed
-    euk_all   EU-k with every layer group re-initialised, at budget 1.0, at the recipe's peak rate
+    euk_all   EU-k with every layer group re-initialised, at budget 1.0, at the recipe's peak rate and
+              schedule (EU-k's cosine option; at its constant rate it is an under-trained network)
 
 Both never see a poison after re-initialisation, so their held-out effect is θ_retrain's up to
 run-to-run spread: if the referee does not call them "removes" at budget 1.0, no method's "fails"
@@ -17,14 +18,14 @@ from .run import Config, config_id
 from .table import SANITY_BUDGET
 
 LABELS = {"scratch": "retraining from scratch within the budget (θ_retrain's recipe)",
-          "euk_all": "EU-k, every layer group re-initialised"}
+          "euk_all": "EU-k, every layer group re-initialised, the recipe's schedule"}
 
 
 def control_configs(train, layers: int, budgets: list[float], scenario: str) -> dict:
     """label -> (Config, the budgets it runs at): scratch at every budget, euk_all at 1.0 when asked."""
     hp = recipe(train)
     euk = {"k": int(layers), "lr": hp["lr"], "momentum": hp["momentum"], "weight_decay": hp["weight_decay"],
-           "batch_size": hp["batch_size"]}
+           "batch_size": hp["batch_size"], "schedule": "cosine", "warmup": hp["warmup"]}
     out = {"scratch": (Config("scratch", hp, 1.0, True, config_id("scratch", hp, scenario, {"control": 1})),
                        list(budgets))}
     if SANITY_BUDGET in budgets:

@@ -119,8 +119,10 @@ def report_blocks(sweep: str | Path, out: Path, effect_header: str = "effect",
     fig = curve_figure(verdict, out, effect_header, tolerance)
     n = pd.to_numeric(runs.runs, errors="coerce").max() if len(runs) else 0
     plan = json.loads((curve / "curve_plan.json").read_text()) if (curve / "curve_plan.json").is_file() else {}
-    how = (f"the best of a search run at that budget ({plan.get('trials_per_budget')} trials per method, the "
-           "sweep's search and ASHA with its cap at the budget)" if plan.get("mode") == "tune" else
+    per = plan.get("trials_per_budget") or {}
+    ran = ", ".join(f"{n} at {b}" for b, n in per.items()) if isinstance(per, dict) else str(per)
+    how = (f"the best of a search run at that budget (trials per method: {ran}; the sweep's search and early "
+           "stopping with its cap at the budget)" if plan.get("mode") == "tune" else
            "the sweep's own pick (tuned at its cap, not at the budget)")
     return head + [
         ("p", f"At each budget, each method's configuration is {how}, re-run on fresh unlearning seeds (up to "

@@ -125,11 +125,10 @@ def _judge_at(at: pd.DataFrame, b: float, refs: pd.DataFrame, meta: dict, alpha:
 
 
 def sanity(verdict: pd.DataFrame) -> dict:
-    """Whether the controls remove at budget 1.0: decides True (every valid control does), False (one
-    does not: the curve cannot decide at this size), None (none ran there, or none is valid); with the
-    line the report prints. A control whose accuracy is shown below θ_retrain's is not a stand-in for
-    retraining (an under-trained network also under-learns the canaries, so "removes" is out of its
-    reach by design): its outcome is reported, not counted."""
+    """Whether the controls remove at budget 1.0: decides True (every one is "removes" with accuracy not
+    shown below θ_retrain's), False (one is not: the curve cannot decide at this size), None (none ran
+    there); with the line the report prints. A control below θ_retrain's accuracy is not a stand-in for
+    retraining, and the check then fails: an under-trained network also under-learns the canaries."""
     flag = verdict["control"].map(_true) if "control" in verdict else pd.Series(False, verdict.index, dtype=bool)
     rows = verdict[(verdict.status != "reference") & flag]
     at = rows[pd.to_numeric(rows.budget, errors="coerce") == SANITY_BUDGET] if len(rows) else rows
@@ -139,20 +138,17 @@ def sanity(verdict: pd.DataFrame) -> dict:
                 "at this size is not checked."}
     outcomes = {r.method: ("not judged" if missing(r.outcome) else str(r.outcome)) for r in at.itertuples()}
     below = {r.method for r in at.itertuples() if "accuracy" in at and str(r.accuracy) == "below"}
-    valid = {m: o for m, o in outcomes.items() if m not in below}
-    said = ", ".join(f"{m} {o}" + (" with accuracy below θ_retrain's (not counted)" if m in below else "")
+    said = ", ".join(f"{m} {o}" + (" with accuracy below θ_retrain's" if m in below else "")
                      for m, o in outcomes.items())
-    if not valid:
-        return {"decides": None, "outcomes": outcomes, "line": f"Sanity rows at budget 1.0: {said}: no row as "
-                "accurate as θ_retrain, so whether this referee could call a method \"removes\" is not checked."}
-    ok = all(o == "removes" for o in valid.values())
+    ok = all(o == "removes" for o in outcomes.values()) and not below
     if ok:
         line = (f"Sanity rows at budget 1.0: {said}. Retraining-equivalent runs are called \"removes\" here, so "
                 "this referee could have said \"removes\" for a method as good as retraining.")
     else:
-        line = (f"Sanity rows at budget 1.0: {said}. Runs that cannot carry the poison are not called "
-                "\"removes\", so at this size the verdict cannot decide whether a method removes the poison: "
-                "read \"fails\" as measured, and no \"none removes\" as shown (docs/curve.md, \"Sanity rows\").")
+        line = (f"Sanity rows at budget 1.0: {said}. Not every run that cannot carry the poison is called "
+                "\"removes\" with accuracy kept, so at this size the verdict cannot decide whether a method removes "
+                "the poison: read \"fails\" as measured, and no \"none removes\" as shown (docs/curve.md, \"Sanity "
+                "rows\").")
     return {"decides": ok, "outcomes": outcomes, "line": line}
 
 
@@ -179,8 +175,12 @@ def summary_table(verdict: pd.DataFrame, tidy: pd.DataFrame | None = None) -> pd
         top = g.iloc[-1]
         nan = float("nan")
         control = bool(g.control.map(_true).any()) if "control" in g else False
-        none = f"none up to {top.budget:g}" if decides is not False or control else \
-            f"cannot decide at this size (the sanity rows do not remove at 1.0); none shown up to {top.budget:g}"
+        if decides is True or control:
+            none = f"none up to {top.budget:g}"
+        elif decides is False:
+            none = f"cannot decide at this size (the sanity rows do not remove at 1.0); none shown up to {top.budget:g}"
+        else:
+            none = f"none shown up to {top.budget:g} (sanity rows not run at 1.0: not checked)"
         row = {"method": m, "control": control, "budgets": ", ".join(f"{b:g}" for b in g.budget),
                "smallest_budget": nan, "removes_at": none, "compute_vs_retrain": nan, "unlearn_wall_s": nan,
                "wall_vs_retrain": nan, "largest_budget": float(top.budget), "verdict_at_largest": top.verdict}

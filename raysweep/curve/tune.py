@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..errors import ConfigError
+from ..results.layout import read_sweep_meta
 from ..results.tables import best_rows, export, read_tables
 from ..sweep.search import run_sweep
 from ..sweep.setup import SweepConfig, resources
@@ -36,15 +38,33 @@ def search_root(sweep: Path, budget: float) -> Path:
 
 def search_config(meta: dict, methods: list[str], budget: float, trials: int, sweep: Path,
                   address: str | None, cpus: float, gpus: float | None, device: str) -> SweepConfig:
-    """The sweep's own options (seed, tolerance, checkpoint spacing, spaces, discovery) at cap `budget`."""
+    """The sweep's own options (seed, tolerance, schedule with its checkpoint spacing and grace, spaces,
+    discovery) at cap `budget`."""
     saved = meta.get("config") or {}
     return SweepConfig(methods=list(methods), trials=int(trials), budget=float(budget), name=search_name(budget),
                        storage_path=str(Path(sweep) / "curve" / SEARCHES), address=address, cpus_per_trial=cpus,
                        gpus_per_trial=gpus, seed=int(saved.get("seed", 0)),
                        tolerance=float(saved.get("tolerance", SweepConfig.tolerance)),
+                       schedule=saved.get("schedule", SweepConfig.schedule),
                        checkpoint_every=float(saved.get("checkpoint_every", SweepConfig.checkpoint_every)),
+                       asha_grace=float(saved.get("asha_grace", SweepConfig.asha_grace)),
                        spaces_dir=saved.get("spaces_dir"), device=device, evidence="best",
                        discovery=float(saved.get("discovery", 1.0))).check()
+
+
+def check_finished(root: Path, budget: float, n: int, methods: list[str]) -> int:
+    """A finished search stands for this call only if it ran >= n trials of every method asked; else one
+    line naming the field (the search is kept: remove its folder to search again). Returns its trials."""
+    cfg = read_sweep_meta(root).get("config") or {}
+    have = int(cfg.get("trials", 0))
+    if have < n:
+        raise ConfigError("trials", n, f"at most {have}, the trials per method of the finished search at budget "
+                          f"{budget:g} ({root}); or remove that folder to search again")
+    missing = [m for m in methods if m not in (cfg.get("methods") or [])]
+    if missing:
+        raise ConfigError("methods", ",".join(missing), f"methods of the finished search at budget {budget:g}: "
+                          f"{', '.join(cfg.get('methods') or [])} ({root}); or remove that folder to search again")
+    return have
 
 
 def reusable(meta: dict, trials: pd.DataFrame, budget: float, n: int, methods: list[str]) -> bool:
@@ -59,16 +79,18 @@ def tuned_bests(sweep: Path, meta: dict, trials: pd.DataFrame, scen, budgets: li
                 methods: list[str], run_cfg: dict, log) -> tuple[dict, dict]:
     """budget -> that budget's best rows per method, running or resuming the searches still missing.
     Returns (bests, counts) with counts of searches read, reused, run."""
-    bests, counts = {}, {"read": 0, "reused": 0, "ran": 0, "cut": 0}
+    bests, counts = {}, {"read": 0, "reused": 0, "ran": 0, "cut": 0, "trials": {}}
     for b in budgets:
         if reusable(meta, trials, b, n, methods):
             bests[b] = best_rows(trials)
             counts["reused"] += 1
+            counts["trials"][f"{b:g}"] = int(meta["config"]["trials"])
             log(f"[curve] budget {b:g}: the sweep's own search ({meta['config']['trials']} trials per method at its "
                 "cap) stands for it")
             continue
         root = search_root(sweep, b)
-        if (root / "trials.parquet").is_file():
+        if (root / "trials.parquet").is_file() and (root / "scores.parquet").is_file():  # export wrote all three
+            counts["trials"][f"{b:g}"] = check_finished(root, b, n, methods)
             counts["read"] += 1
         else:
             cfg = search_config(meta, methods, b, n, sweep, **run_cfg)
@@ -83,6 +105,7 @@ def tuned_bests(sweep: Path, meta: dict, trials: pd.DataFrame, scen, budgets: li
                 return bests, counts
             export(root)
             counts["ran"] += 1
+            counts["trials"][f"{b:g}"] = n
         _, t, _, _ = read_tables(root)
         bests[b] = best_rows(t)
     return bests, counts

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -202,7 +203,6 @@ def make_sampler(cfg: SweepConfig, method: str):
     (a trial still running counts as a poor result, so the trials running at once are not suggested
     alike). Optuna 5.0 defaults to both for one objective; pinned, the deep schedule keeps them whatever
     a later Optuna defaults to."""
-    import warnings
 
     import optuna
 

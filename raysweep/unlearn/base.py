@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from ..data.base import Split
 from ..defaults import CHECKPOINT_EVERY, MAX_BATCH, check_budget, check_checkpoint_every
 from ..errors import ConfigError
+from .schedule import lr_at
 
 FORWARD_COST = 1.0 / 3.0
 
@@ -186,14 +187,17 @@ class Unlearner:
         return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
 
     def lr_scale(self, ctx: Context) -> float:
-        """The learning rate's factor before the next step (1: constant; the scratch control decays it)."""
+        """The learning rate's factor before each step (1: constant; scratch and EU-k's cosine option decay
+        it over the budget: `cosine_scale`)."""
         return 1.0
+
 
     def execute(self, ctx: Context, on_step: Callable[[float], bool]) -> tuple[int, bool, bool]:
         """The shared loop. Returns (steps, diverged, stopped_early)."""
         hp = ctx.hp
         params = self.trainable(ctx)
         opt = self.optimizer(params, hp)
+        scheduled = type(self).lr_scale is not Unlearner.lr_scale  # a method with its own schedule sets the rate
         streams = {name: BatchStream(getattr(ctx, name), ctx.gen) for name in self.uses}
         step = 0
         while True:
@@ -208,10 +212,9 @@ class Unlearner:
                     break
                 cost = sum(n * c for _, n, c in plan)
             batches = {s: streams[s].next(n) for s, n, _ in plan}
-            scale = self.lr_scale(ctx)
-            if scale != 1.0:
+            if scheduled:
                 for group in opt.param_groups:
-                    group["lr"] = hp.lr * scale
+                    group["lr"] = hp.lr * self.lr_scale(ctx)
             self.set_mode(ctx)
             loss = self.loss(ctx, batches, step)
             if not torch.isfinite(loss):
@@ -225,6 +228,16 @@ class Unlearner:
             if on_step(float(loss.detach())):
                 return step, False, True
         return step, False, False
+
+
+def cosine_scale(ctx: Context, warmup: float) -> float:
+    """Linear warm-up over `warmup` of the budget, then cosine decay to 0 at the cap: θ_initial's recipe
+    (unlearn/schedule.py `lr_at`) run on the share of the budget spent."""
+    used = ctx.budget.spent / ctx.budget.cap if ctx.budget.cap else 1.0
+    return lr_at(int(used * SCHEDULE_STEPS), SCHEDULE_STEPS, int(warmup * SCHEDULE_STEPS), 1.0)
+
+
+SCHEDULE_STEPS = 1_000_000  # lr_at's resolution: the schedule runs on the share of the budget spent
 
 
 def params_finite(model) -> bool:

@@ -12,12 +12,10 @@ from dataclasses import dataclass, field
 import torch
 
 from . import METHODS
-from .base import Hyper
+from .base import Hyper, cosine_scale
 from .gd import GD
 from .layers import reinitialise
-from .schedule import augment_batch, lr_at
-
-STEPS_PER_SCHEDULE = 1_000_000  # lr_at's resolution: the schedule runs on the share of the budget spent
+from .schedule import augment_batch
 
 
 @dataclass
@@ -25,8 +23,8 @@ class ScratchHyper(Hyper):
     lr: float = field(default=0.05, metadata={"help": "peak learning rate", "min": 0.0, "max": 10.0})
     warmup: float = field(default=0.1, metadata={"help": "share of the budget in linear warm-up", "min": 0.0,
                                                  "max": 1.0})
-    optimizer: str = field(default="sgd", metadata={"help": "sgd (Nesterov momentum) or adamw",
-                                                    "choices": ("sgd", "adamw")})
+    optimizer: str = field(default="sgd", metadata={"help": "sgd or adamw", "choices": ("sgd", "adamw")})
+    nesterov: bool = field(default=True, metadata={"help": "Nesterov momentum (sgd)"})
     augment: bool = field(default=False, metadata={"help": "random crop + flip (images)"})
 
 
@@ -42,13 +40,11 @@ class Scratch(GD):
     def optimizer(self, params, hp):
         if hp.optimizer == "adamw":
             return torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
-        return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, nesterov=hp.momentum > 0,
+        return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov and hp.momentum > 0,
                                weight_decay=hp.weight_decay)
 
     def lr_scale(self, ctx):
-        used = ctx.budget.spent / ctx.budget.cap if ctx.budget.cap else 1.0
-        step = int(used * STEPS_PER_SCHEDULE)
-        return lr_at(step, STEPS_PER_SCHEDULE, int(ctx.hp.warmup * STEPS_PER_SCHEDULE), 1.0)
+        return cosine_scale(ctx, ctx.hp.warmup)
 
     def loss(self, ctx, batches, step):
         if not ctx.hp.augment:
@@ -66,4 +62,5 @@ def recipe(train) -> dict:
     retrains as θ_retrain was trained; the warm-up as a share of the epochs."""
     return {"lr": float(train.lr), "momentum": float(train.momentum), "weight_decay": float(train.weight_decay),
             "batch_size": int(train.batch_size), "optimizer": train.optimizer, "augment": bool(train.augment),
+            "nesterov": bool(train.nesterov),
             "warmup": min(1.0, float(train.warmup_epochs) / max(1, int(train.epochs)))}
