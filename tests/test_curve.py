@@ -175,6 +175,23 @@ def test_reuse_runs_the_sweeps_own_pick_at_every_budget_and_no_search(curve_run,
                                                                                 "gd__b0.02__s1.json"]
 
 
+def test_a_cut_search_resumed_under_other_options_names_the_field_and_what_a_curve_user_can_do(curve_run, tmp_path,
+                                                                                                 capsys):
+    import shutil
+
+    sweep, _, _ = curve_run
+    copy = tmp_path / "copy"
+    shutil.copytree(sweep, copy, ignore=shutil.ignore_patterns("runs"))
+    cut = copy / "curve" / "searches" / "b0.02"
+    for name in ("trials.parquet", "scores.parquet"):  # a search cut before its export: sweep.json alone
+        (cut / name).unlink()
+    capsys.readouterr()
+    assert main(["curve", str(copy), "--budgets", "0.02", "--seeds", "1", "--trials", "2", "--no-controls"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("raysweep: error: trials=2") and f"remove {cut}" in err and "--name" not in err
+    assert "\n" not in err and not (copy / "curve" / "runs").exists()
+
+
 @pytest.mark.parametrize("extra, field", [(["--methods", "gd,ssd"], "methods"),          # ssd was not swept
                                           (["--gpus-per-trial", "1"], "gpus_per_trial")])  # a CPU-only cluster
 def test_what_the_sweep_or_the_cluster_cannot_do_exits_2_before_any_run(curve_run, capsys, extra, field):
@@ -288,3 +305,14 @@ def test_the_sanity_rows_decide_from_their_scores_removes_when_like_retrain_cann
     assert w.loc["euk_all", "accuracy"] == "below" and w.loc["euk_all", "outcome"] != "removes"
     assert sanity(weak)["decides"] is False and "euk_all" in sanity(weak)["line"]
     assert "accuracy below θ_retrain's" in sanity(weak)["line"]
+
+
+def test_a_swept_method_named_like_a_sanity_row_is_refused_while_the_controls_run():
+    from raysweep.curve.controls import LABELS, check_labels
+    from raysweep.errors import ConfigError
+
+    check_labels(["gd", "euk", "ssd"])  # EU-k swept is a method; its sanity row is labelled euk_all
+    for label in LABELS:
+        with pytest.raises(ConfigError) as e:
+            check_labels(["gd", label])
+        assert e.value.field == "methods" and e.value.value == label and "--no-controls" in str(e.value)

@@ -10,6 +10,7 @@ import argparse
 
 from .. import defaults as D
 from ..curve import run_curve
+from ..curve.controls import check_labels
 from ..curve.run import make_plan, parse_budgets
 from ..errors import ConfigError, check_number
 from ..results.tables import read_tables
@@ -67,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         if not methods:
             raise ConfigError("methods", args.methods, "comma-separated methods of the sweep (or leave it out: all)")
-    make_plan(sweep, meta, trials, budgets, args.seeds, methods)  # --methods the sweep lacks: one line, now
+    plan = make_plan(sweep, meta, trials, budgets, args.seeds, methods)  # --methods the sweep lacks: one line, now
+    if not args.no_controls:
+        check_labels(plan.methods)
     address, cfg = resources_of(meta, args)
     check_address(address)  # an unreachable or malformed address: one line, before Ray starts
     return run_curve(sweep, meta, trials, budgets, args.seeds, methods, address, cfg, args.alpha, args.tolerance,

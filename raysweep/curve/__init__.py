@@ -21,7 +21,7 @@ from ..attacks import ATTACKS
 from ..prepare.scenario import Scenario, store_key
 from ..sweep.setup import SweepConfig, init_ray, trial_resources
 from ..verdict.judge import config_label
-from .controls import control_configs
+from .controls import check_labels, control_configs
 from .figure import curve_figure
 from .run import make_plan, read_cells, run_cells, say
 from .table import budget_verdicts, reference_rows, sanity, summary_table, summary_view, tidy_table
@@ -41,6 +41,8 @@ def run_curve(sweep, meta: dict, trials, budgets: list[float], n_seeds: int, met
     init_ray(address, None)
     res = trial_resources(cfg, ray.cluster_resources())  # a GPU the cluster lacks fails here, before any run
     plan = make_plan(sweep, meta, trials, budgets, n_seeds, methods)  # checks --methods against the sweep
+    if controls:
+        check_labels(plan.methods)
     scen = Scenario.load(open_store(meta["store"]), meta["scenario"], "cpu")
     tuned, counts = None, {"trials": None}
     if mode == "tune":

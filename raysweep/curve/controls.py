@@ -13,12 +13,22 @@ decide at this size. They are judged in a Holm family of their own (table.py `bu
 """
 from __future__ import annotations
 
+from ..errors import ConfigError
 from ..unlearn.scratch import recipe
 from .run import Config, config_id
 from .table import SANITY_BUDGET
 
 LABELS = {"scratch": "retraining from scratch within the budget (θ_retrain's recipe)",
           "euk_all": "EU-k, every layer group re-initialised, the recipe's schedule"}
+
+
+def check_labels(methods: list[str]) -> None:
+    """A row label is one row: a swept method named like a sanity row (`raysweep sweep --methods scratch`)
+    would share its cells with the control's, so it is refused in one line while the controls run."""
+    for m in methods:
+        if m in LABELS:
+            raise ConfigError("methods", m, f"methods other than the sanity row {m!r}, which the curve runs "
+                              "itself (or pass --no-controls to re-run the sweep's own pick of it)")
 
 
 def control_configs(train, layers: int, budgets: list[float], scenario: str) -> dict:

@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..results.layout import read_sweep_meta
 from ..results.tables import best_rows, export, read_tables
 from ..sweep.search import run_sweep
-from ..sweep.setup import SweepConfig, resources
+from ..sweep.setup import SweepConfig, check_resume, resources
 
 SEARCHES = "searches"
 
@@ -96,6 +96,9 @@ def tuned_bests(sweep: Path, meta: dict, trials: pd.DataFrame, scen, budgets: li
             cfg = search_config(meta, methods, b, n, sweep, **run_cfg)
             resources(cfg)
             resume = (root / "sweep.json").is_file()
+            if resume:  # a search cut under other options: named here, with what a curve's user can do
+                check_resume(cfg, scen.hash, f"the options of the call that started it, or remove {root} to "
+                             "search again")
             log(f"[curve] budget {b:g}: {'resuming' if resume else 'running'} its search, {n} trials per method "
                 f"-> {root}")
             _, complete = run_sweep(scen, cfg, meta["store"], resume=resume, device=run_cfg["device"])

@@ -193,9 +193,10 @@ def check_sweep_name_free(cfg: SweepConfig, resume: bool) -> None:
         raise ConfigError("name", cfg.name, f"a new name: {sweep_dir(cfg)} exists (or pass --resume)")
 
 
-def check_resume(cfg: SweepConfig, scen_hash: str) -> None:
+def check_resume(cfg: SweepConfig, scen_hash: str, hint: str = "drop the option or start a new --name") -> None:
     """A resumed sweep must be the same sweep: its scenario and the options in RESUME_FIELDS as saved in
-    its sweep.json, else one line naming the field (exit code 2), before Ray starts or anything trains."""
+    its sweep.json, else one line naming the field (exit code 2), before Ray starts or anything trains.
+    hint: what the caller's user can do about an option that differs (a curve's searches have no --name)."""
     saved = read_sweep_meta(sweep_dir(cfg))
     if saved["scenario"] != scen_hash:
         raise ConfigError("scenario", scen_hash, f"{saved['scenario']}, the scenario the sweep {cfg.name} was run on "
@@ -203,5 +204,4 @@ def check_resume(cfg: SweepConfig, scen_hash: str) -> None:
     for f in RESUME_FIELDS:
         was = saved["config"].get(f, getattr(SweepConfig, f, None))  # a field added later: its default
         if was != getattr(cfg, f):
-            raise ConfigError(f, getattr(cfg, f), f"{was!r} as when the sweep {cfg.name} started "
-                              "(drop the option or start a new --name)")
+            raise ConfigError(f, getattr(cfg, f), f"{was!r} as when the sweep {cfg.name} started ({hint})")
