@@ -106,7 +106,8 @@ def takes_line(rows: pd.DataFrame, attack: str) -> str:
 
 
 def describe(rows: pd.DataFrame, attack: str) -> str:
-    """The per-seed table, the spread, and one line saying on how many seeds the poison shows."""
+    """The per-seed table, the spread, one line saying on how many seeds the poison shows, and for an attack
+    that pools seeds (`pools_seeds`) its test over all of them."""
     sp = spread(rows).to_string(index=False, float_format=lambda v: f"{v:.3g}")
     return (f"{per_seed_table(rows)}\n\nspread over {rows.seed.nunique()} seed(s):\n{sp}\n\n"
             + takes_line(rows, attack) + pooled_line(rows, attack))
