@@ -1,10 +1,11 @@
 """Content-addressed artifact store.
 
 A scenario's artifacts live in `<root>/scenarios/<hash>/`: manifest.json, initial.safetensors,
-retrain.safetensors, poison.safetensors. A directory is built under a temporary name and renamed
-into place in one step, so a reader sees a whole artifact or none. The manifest records each file's
-sha256, checked on load. All I/O goes through `Store`, so a shared filesystem or object store can
-stand in for `LocalStore` on a cluster.
+retrain.safetensors, poison.safetensors; the clean base model a head-fine-tuning victim shares with
+other scenarios in `<root>/bases/<hash>/` (prepare/base_model.py). A directory is built under a
+temporary name and renamed into place in one step, so a reader sees a whole artifact or none. The
+manifest records each file's sha256, checked on load. All I/O goes through `Store`, so a shared
+filesystem or object store can stand in for `LocalStore` on a cluster.
 """
 from __future__ import annotations
 

@@ -43,6 +43,7 @@ def guarded(monkeypatch):
         raise Ran("work started on bad input")
 
     monkeypatch.setattr("raysweep.prepare.scenario.train", ran)
+    monkeypatch.setattr("raysweep.prepare.base_model.train", ran)  # a head victim's base model
     monkeypatch.setattr("ray.init", ran)
     monkeypatch.setattr("raysweep.cli.curve.run_curve", ran)
     monkeypatch.setattr("raysweep.explain.run.random_refs", ran)  # explain's θ_random trainings
@@ -133,7 +134,7 @@ def set_cases():
     typed.update({f"train.{f.name}": f.type for f in fields(TrainConfig)})
     typed.update({"attack_params.k": "int", "attack_params.eps2": "float", "model_params.width": "int"})
     bad_by_type = {"int": INT_BAD, "float": NUMBER_BAD, "bool": BOOL_BAD, "str": STR_ENUM_BAD,
-                   "dict": MAPPING_BAD}
+                   "dict": MAPPING_BAD, "int | None": INT_BAD}
     cases = []
     for key, typ in typed.items():
         values = list(bad_by_type[str(typ)])

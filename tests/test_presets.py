@@ -8,6 +8,7 @@ import torch
 from raysweep.artifacts import LocalStore
 from raysweep.cli import main
 from raysweep.config import load_scenario
+from raysweep.errors import ConfigError
 from raysweep.prepare.spread import describe, prepare_seeds, reference_rows, spread, takes
 
 
@@ -48,3 +49,39 @@ def test_the_tiny_poison_takes_on_every_seed(tmp_path):
     assert sorted(ini.seed) == [0, 1, 2] and len(list((tmp_path / "scenarios").iterdir())) == 3
     assert (ini.z < -3).all(), ini[["seed", "z"]]
     assert (ret.z.abs() < 3).all() and (ret.control_z.abs() < 3).all(), ret[["seed", "z", "control_z"]]
+
+
+def test_the_cpu_vision_presets_validate_and_share_one_base_model_over_seeds_and_attacks(capsys):
+    gm, gc = load_scenario("gm-cpu"), load_scenario("gc-cpu")
+    assert (gm.attack, gm.victim, gm.base_seed, gm.dataset) == ("gradient_matching", "head", 0, "cifar10-mini")
+    assert (gc.attack, gc.victim, gc.base_seed) == ("gradient_canceling", "head", 0)
+    assert gm.attack_params["eps"] == pytest.approx(16 / 255) and gm.attack_params["fraction"] == 0.01
+    again = load_scenario("gm-cpu", ["seed=3"])
+    assert gm.base_hash() == gc.base_hash() == again.base_hash() and again.hash() != gm.hash()
+    assert load_scenario("gm-cpu", ["base_seed=1"]).base_hash() != gm.base_hash()
+    assert load_scenario("gm-cpu", ["train.epochs=5"]).base_hash() != gm.base_hash()
+    with pytest.raises(SystemExit):
+        main(["prepare", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "gm-cpu" in help_text and "gc-cpu" in help_text
+
+
+def test_base_seed_is_refused_without_a_head_victim_and_left_out_of_the_hash_when_unset():
+    head = load_scenario("tiny", ["victim=head"])
+    assert "base_seed" not in head.content() and head.base_seed is None
+    assert load_scenario("tiny", ["victim=head", "base_seed=null"]).hash() == head.hash()
+    assert load_scenario("tiny", ["victim=head", "base_seed=0"]).hash() != head.hash()
+    assert load_scenario("tiny", ["victim=head", "seed=1"]).base_hash() != head.base_hash()  # unset: the seed's
+    for bad in (["base_seed=0"], ["victim=head", "base_seed=-1"], ["victim=head", "base_seed=1.5"]):
+        with pytest.raises(ConfigError) as e:
+            load_scenario("tiny", bad)
+        assert e.value.field == "base_seed"
+
+
+def test_a_set_base_seed_draws_the_training_rows_so_every_scenario_seed_trains_on_the_same_ones():
+    from raysweep.prepare.scenario import scenario_data
+
+    fixed = [scenario_data(load_scenario("tiny", ["victim=head", "base_seed=4", f"seed={s}"])) for s in (0, 1)]
+    free = [scenario_data(load_scenario("tiny", ["victim=head", f"seed={s}"])) for s in (0, 1)]
+    assert torch.equal(fixed[0].train.x, fixed[1].train.x) and not torch.equal(free[0].train.x, free[1].train.x)
+    assert torch.equal(free[0].train.x, scenario_data(load_scenario("tiny", ["seed=0"])).train.x)

@@ -139,6 +139,44 @@ def test_head_only_training_moves_only_the_head_and_keeps_batch_norm_statistics(
     assert all(p.requires_grad for p in m.parameters())  # the frozen part is trainable again afterwards
 
 
+def test_a_head_trains_on_its_cached_inputs_as_it_would_through_the_frozen_model(small, monkeypatch):
+    import raysweep.prepare.train as trainer
+
+    cfg = TrainConfig(epochs=2, batch_size=64)
+    nets = [build_model("resnet9", 10, (3, 32, 32), 0, width=4) for _ in range(2)]
+    runs = [train(nets[0], small.train, cfg, 0, progress=lambda x: None, only=nets[0].fc)]
+    monkeypatch.setattr(trainer, "cached_head_inputs", lambda model, data: None)  # through the frozen part
+    runs.append(train(nets[1], small.train, cfg, 0, progress=lambda x: None, only=nets[1].fc))
+    for k, v in nets[0].state_dict().items():
+        assert torch.allclose(v, nets[1].state_dict()[k], atol=1e-5), k
+    assert runs[0].sample_grads == runs[1].sample_grads == 2 * len(small.train)
+    assert runs[0].final_loss == pytest.approx(runs[1].final_loss, abs=1e-5)
+
+
+class Doubled(Classifier):
+    """A model whose last layer group's output is not the logits: its head inputs cannot stand in for it."""
+
+    def __init__(self):
+        super().__init__()
+        self.body, self.fc = nn.Flatten(), nn.Linear(3 * 32 * 32, 10)
+
+    def classify(self, e, x=None):
+        return 2 * self.fc(self.body(e))
+
+    def layer_groups(self):
+        return [self.body, self.fc]
+
+
+def test_head_inputs_are_cached_only_where_the_heads_output_is_the_logits(small):
+    from raysweep.attacks.heads import cached_head_inputs
+
+    m = build_model("resnet9", 10, (3, 32, 32), 0, width=4)
+    feats = cached_head_inputs(m, small.train, batch=128)
+    assert feats.shape == (len(small.train), m.fc.in_features)
+    assert torch.allclose(m.fc(feats[:5]), m(small.train.x[:5]), atol=1e-5)
+    assert cached_head_inputs(Doubled(), small.train) is None
+
+
 def test_the_victim_field_is_validated_and_only_a_head_victim_changes_the_hash():
     from raysweep.config import load_scenario
 
@@ -208,3 +246,103 @@ def test_a_target_attack_without_fresh_targets_is_inconclusive_and_says_why():
         "inconclusive: tuned on its own target")
     assert verdict_text(cls, ev, "inconclusive", None, "below", both=False) == \
         "fails: accuracy below retrain (poison effect inconclusive)"
+
+
+# ---- the head-fine-tuning victim: one shared base model, gradient matching on its head (issue 32) ----------
+
+HEAD = ["victim=head", "base_seed=0", "train_size=500", "val_size=100"]  # tiny, on a 500-row slice
+
+
+@pytest.fixture(scope="module")
+def head_store(tmp_path_factory):
+    """Gradient matching against the head victim on two seeds of one store: (root, spread rows, log lines)."""
+    from raysweep.prepare.spread import prepare_seeds
+
+    root = tmp_path_factory.mktemp("head-store")
+    cfg = load_tiny(["attack=gradient_matching", "attack_params={count: 10, steps: 3, restarts: 1, augment: false}"])
+    logs = []
+    rows = prepare_seeds(cfg, 2, str(root), "cpu", log=logs.append)
+    return root, rows, logs
+
+
+def load_tiny(extra):
+    from raysweep.config import load_scenario
+
+    return load_scenario("tiny", HEAD + extra)
+
+
+def manifest_of(root, scenario_hash):
+    from raysweep.artifacts import read_manifest
+
+    return read_manifest(root / "scenarios" / scenario_hash)
+
+
+def test_gradient_matching_on_the_head_victim_crafts_on_the_base_and_trains_no_surrogate(small):
+    base = build_model("resnet9", 10, (3, 32, 32), 0, width=4)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+
+    def no_training(model, split):
+        raise AssertionError("a surrogate was trained")
+
+    said = []
+    e = BuildEnv(new_model=lambda: build_model("resnet9", 10, (3, 32, 32), 1, width=4), train=no_training,
+                 log=said.append, base=lambda: base)
+    atk = make_attack("gradient_matching", {"eps": EPS, "count": 6, "restarts": 1, "steps": 3, "target": 3})
+    stored = atk.build(small, seed=5, env=e)
+    assert any("head gradient of the base model" in m for m in said)
+    assert stored["delta"].abs().max() <= EPS + 1e-6 and len(stored["loss_trace"]) == 3
+    assert all(torch.equal(v, before[k]) for k, v in base.state_dict().items())
+
+
+def test_the_base_model_is_trained_once_for_two_seeds_and_recorded_in_each_manifest(head_store):
+    root, rows, logs = head_store
+    trained = [m for m in logs if "training the clean base model" in m]
+    found = [m for m in logs if "is in the store: no base to train" in m]
+    assert len(trained) == 1 and len(found) == 1
+    hashes = list(dict.fromkeys(rows.hash))
+    first, second = (manifest_of(root, h) for h in hashes)
+    assert first["base"]["built_now"] and not second["base"]["built_now"]
+    assert first["base"]["key"] == second["base"]["key"] and len(list((root / "bases").iterdir())) == 1
+    assert "train_base_s" in first["wall_s"] and "train_base_s" not in second["wall_s"]
+    for m in (first, second):  # the budget's reference still counts the base's training
+        c = m["compute"]
+        assert c["initial_sample_grads"] == c["base_sample_grads"] + 3 * m["n_train"]
+        assert c["base_sample_grads"] == 3 * 500
+
+
+def test_both_references_of_each_seed_fine_tune_only_the_shared_base_models_head(head_store):
+    from raysweep.artifacts import load_tensors, read_manifest
+    from raysweep.prepare.scenario import Scenario
+
+    root, rows, _ = head_store
+    folder = next((root / "bases").iterdir())
+    base = load_tensors(folder, "base.safetensors", read_manifest(folder))
+    for h in dict.fromkeys(rows.hash):
+        w = Scenario.load(str(root), h).weights
+        body = [k for k in base if not k.startswith("fc.")]
+        assert all(torch.equal(w[which][k], base[k]) for which in ("initial", "retrain") for k in body)
+        assert not torch.equal(w["initial"]["fc.weight"], base["fc.weight"])
+
+
+def test_the_head_victims_target_effect_is_computed_and_judged_per_seed_and_pooled(head_store):
+    from raysweep.prepare.spread import describe, takes
+
+    _, rows, _ = head_store
+    assert rows.target_success.isin([0.0, 1.0]).all() and rows.target_adv_prob.between(0, 1).all()
+    assert rows.p.between(0, 1).all()
+    assert takes(rows, "gradient_matching").dtype == bool and len(takes(rows, "gradient_matching")) == 2
+    text = describe(rows, "gradient_matching")
+    assert "pooled over the 2 seed(s) (fresh targets" in text and "one-sided p = " in text
+
+
+def test_gradient_canceling_on_the_head_victim_uses_the_base_another_attack_built(head_store):
+    from raysweep.prepare.scenario import prepare
+
+    root, _, _ = head_store
+    cfg = load_tiny(["attack=gradient_canceling", "attack_params={fraction: 0.02, steps: 3, corrupt_steps: 10}"])
+    logs = []
+    manifest, built = prepare(cfg, str(root), "cpu", log=logs.append)
+    assert built and not manifest["base"]["built_now"]
+    assert not any("training the clean base model" in m for m in logs)
+    assert any("corrupting the base model's head" in m for m in logs)
+    assert 0 <= manifest["metrics"]["initial"]["test_acc"] <= 1

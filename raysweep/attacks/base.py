@@ -163,6 +163,9 @@ class Attack:
     # `prepare --seeds`: θ_initial shows the poison when its own test against θ_retrain has p below this
     takes_level: float = ALPHA
     takes_rule: str = f"its own test against θ_retrain, p < {ALPHA:g}"
+    # True: the verdict's units are fresh scenarios (one target each), so one seed's test cannot decide and
+    # `prepare --seeds` also runs the test pooled over the seeds
+    pools_seeds: bool = False
     spread_columns: tuple[str, ...] = ()  # the attack's figures shown per seed by `prepare --seeds`
     discoverable: bool = False  # its verdict units are poisons, each found or not (`raysweep discovery`)
     # parameters added after the first release, at the value that reproduces the earlier behaviour: left out
@@ -170,6 +173,12 @@ class Attack:
     legacy: dict = {}
     # what `raysweep attack-search` may search (docs/attack_search.md): name -> Searchable; {}: refused there
     searchable: dict[str, Searchable] = {}
+
+    @classmethod
+    def seed_takes(cls, initial: "pd.DataFrame") -> "pd.Series":
+        """`prepare --seeds`: per seed, whether θ_initial shows the poison (`takes_rule`); `initial` holds
+        θ_initial's spread rows (`p`: its own test against θ_retrain, and the `spread_columns`)."""
+        return initial["p"].astype(float).lt(cls.takes_level)
 
     @classmethod
     def searched_params(cls, base: dict, values: dict) -> dict:

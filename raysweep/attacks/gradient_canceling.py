@@ -29,42 +29,24 @@ from ..stats.evidence import fmt3 as _fmt
 from ..stats.exact import norm_ppf
 from . import ATTACKS
 from .base import Attack, BuildEnv, PoisonedSet
+from .heads import head, head_inputs, head_params
 from .pixels import to_normalised, to_pixels
-
-
-def head_params(model) -> list[torch.nn.Parameter]:
-    return list(model.layer_groups()[-1].parameters())
-
-
-@torch.no_grad()
-def head_inputs(model, data: Split, batch: int = 1000) -> torch.Tensor:
-    """What the head (the last layer group) receives for every sample: [n, d] (eval mode)."""
-    model.eval()
-    head, got = model.layer_groups()[-1], []
-    hook = head.register_forward_hook(lambda mod, args, out: got.append(args[0].detach()))
-    try:
-        for start in range(0, len(data), batch):
-            x, _, _ = data.batch(torch.arange(start, min(len(data), start + batch), device=data.y.device))
-            model(model.prepare_input(x))
-    finally:
-        hook.remove()
-    return torch.cat(got)
 
 
 def corrupt_head(model, data: Split, target_acc: float, steps: int, lr: float, batch: int,
                  gen: torch.Generator) -> float:
     """Gradient ascent on the head only, on the (fixed) features of the clean data, until the
     training accuracy is at most `target_acc` (checked after every step); returns the accuracy."""
-    head = model.layer_groups()[-1]
+    last = head(model)
     feats, y = head_inputs(model, data), data.y
-    opt = torch.optim.SGD(head.parameters(), lr=lr)
-    acc = lambda: float((head(feats).argmax(1) == y).float().mean())  # noqa: E731
+    opt = torch.optim.SGD(last.parameters(), lr=lr)
+    acc = lambda: float((last(feats).argmax(1) == y).float().mean())  # noqa: E731
     now = acc()
     for _ in range(steps):
         if now <= target_acc:
             break
         idx = torch.randint(len(data), (batch,), generator=gen).to(y.device)
-        loss = -F.cross_entropy(head(feats[idx]), y[idx])
+        loss = -F.cross_entropy(last(feats[idx]), y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -8,6 +8,10 @@ gradients over all parameters, with signed-gradient Adam (step `lr` in units of 
 at 3/8, 5/8, 7/8 of `steps`), projection after every step, `restarts` random starts keeping the
 lowest loss, optional differentiable augmentation (flips and shifts). A model trained from scratch
 on the poisoned set should then classify the target test image x_t as y_adv.
+Against a head-fine-tuning victim (`victim: head`) the attacker knows the public base model: θ is the
+base itself and the gradients matched are those of its head, the parameters the victim trains (the
+target's taken at the base's head with y_adv); each step still backpropagates through the frozen
+extractor to Δ, once, but no surrogate is trained.
 Published defaults: eps = 16/255, P = 1 % of the training set, restarts = 8, steps = 240.
 """
 from __future__ import annotations
@@ -26,6 +30,7 @@ from ..stats.evidence import fmt3 as _fmt
 from ..stats.exact import fisher_greater, fisher_min_n, newcombe_upper, noninferiority_rates, norm_ppf
 from . import ATTACKS
 from .base import Attack, BuildEnv, PoisonedSet
+from .heads import head_params
 from .pixels import channel_view, to_normalised, to_pixels
 
 
@@ -37,12 +42,12 @@ def _flip_shift(x: torch.Tensor, g: torch.Generator, max_shift: int = 4) -> torc
     return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
 
 
-def craft(model, x_pix: torch.Tensor, y: torch.Tensor, x_target: torch.Tensor, adv_class: int, eps: float,
-          mean: torch.Tensor, std: torch.Tensor, steps: int, restarts: int, lr: float, augment: bool,
-          gen: torch.Generator) -> tuple[torch.Tensor, list[float]]:
-    """Returns (Δ in pixel units [P, C, H, W], the kept restart's loss per step)."""
+def craft(model, params: list[torch.nn.Parameter], x_pix: torch.Tensor, y: torch.Tensor, x_target: torch.Tensor,
+          adv_class: int, eps: float, mean: torch.Tensor, std: torch.Tensor, steps: int, restarts: int, lr: float,
+          augment: bool, gen: torch.Generator) -> tuple[torch.Tensor, list[float]]:
+    """Returns (Δ in pixel units [P, C, H, W], the kept restart's loss per step). The gradients matched
+    are those of `params` (every parameter of a surrogate, or a base model's head), in eval mode."""
     model.eval()
-    params = [p for p in model.parameters() if p.requires_grad]
     tgt = F.cross_entropy(model(model.prepare_input(x_target)), torch.tensor([adv_class], device=x_target.device))
     g_t = [g.detach() for g in torch.autograd.grad(tgt, params)]
     g_t_norm = torch.sqrt(sum((g * g).sum() for g in g_t))
@@ -84,7 +89,9 @@ class GradientMatching(Attack):
     data_kinds = ("image",)
     metric = "target_success"
     checkpoint_keys = ('target_success', 'target_adv_prob')
-    spread_columns = ('target_success',)
+    spread_columns = ('target_success', 'target_adv_prob')
+    takes_rule = "it classifies its target as the adversarial class"
+    pools_seeds = True  # one target per scenario: Fisher's test pools the seeds' targets
 
     @classmethod
     def check(cls, params: dict) -> dict:
@@ -141,14 +148,24 @@ class GradientMatching(Attack):
         t, adv, cand = self._setup(data, seed)
         g = torch.Generator().manual_seed(seed + 1)
         idx = cand[torch.randperm(len(cand), generator=g)[: self.count(len(data.train))]].sort().values
-        env.log(f"gradient matching: target test row {t} (class {int(data.test.y[t])}) -> class {adv}; "
-                f"{len(idx)} poisons; training the clean surrogate")
-        surrogate = env.new_model()
-        env.train(surrogate, data.train)
+        said = f"gradient matching: target test row {t} (class {int(data.test.y[t])}) -> class {adv}; {len(idx)} " \
+            "poisons"
+        if env.base is not None:  # victim=head: the public base model is known, and the victim trains its head
+            env.log(f"{said}; matching the head gradient of the base model")
+            model = env.base()
+            params = head_params(model)
+            keep = {id(q) for q in params}
+            for q in model.parameters():  # the frozen extractor: no weight gradient is ever taken there
+                q.requires_grad_(id(q) in keep)
+        else:
+            env.log(f"{said}; training the clean surrogate")
+            model = env.new_model()
+            env.train(model, data.train)
+            params = [q for q in model.parameters() if q.requires_grad]
         dev = env.device
         x_pix = to_pixels(data.train.x[idx], data.mean, data.std).to(dev)
         p = self.params
-        delta, trace = craft(surrogate, x_pix, data.train.y[idx].to(dev), data.test.x[t:t + 1].to(dev), adv,
+        delta, trace = craft(model, params, x_pix, data.train.y[idx].to(dev), data.test.x[t:t + 1].to(dev), adv,
                              p["eps"], data.mean.to(dev), data.std.to(dev), p["steps"], p["restarts"], p["lr"],
                              p["augment"], g)
         env.log(f"gradient matching: loss {trace[0]:.3f} -> {trace[-1]:.3f} over {len(trace)} steps")
@@ -161,6 +178,11 @@ class GradientMatching(Attack):
         x[idx] = x[idx] + delta / channel_view(data.std, delta)
         return PoisonedSet(replace(data.train, x=x), idx, data.train.x[idx], None, None, None,
                            {"target_row": int(stored["target_row"][0]), "adv_class": int(stored["adv_class"][0])})
+
+    @classmethod
+    def seed_takes(cls, initial: pd.DataFrame) -> pd.Series:
+        """θ_initial hits its target (one target cannot be tested; the seeds pooled can: `pools_seeds`)."""
+        return initial["target_success"].astype(float).eq(1.0)
 
     @classmethod
     def effect(cls, metrics: dict, references: dict) -> float:

@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import platform
 import shutil
 import sys
 import time
@@ -25,11 +24,10 @@ from ..defaults import PARALLEL_MIN_SAMPLE_GRADS, REFERENCES, check_references
 from ..errors import ArtifactError, ConfigError
 from ..metrics import evaluate, gus_summary, loss_mia, per_sample_losses
 from ..metrics.gus import gus_score_sets
-from ..models import build_model
 from ..registry import load_plugins, loaded_plugins
 from ..runtime import deterministic
 from ..stats.evidence import encode_bits
-from ..version import __version__
+from .base_model import base_key, prepare_base, scenario_model, versions
 from .requests import check_discovery, discovered_rows
 from .seeds import derive_seed
 from .train import TrainResult, train
@@ -43,7 +41,7 @@ def scenario_data(cfg: ScenarioConfig, data_dir: str | None = None) -> Dataset:
     if cfg.train_size:
         if cfg.train_size > len(data.train):
             raise ConfigError("train_size", cfg.train_size, f"at most the {len(data.train)} training rows")
-        g = torch.Generator().manual_seed(derive_seed(cfg.seed, "train_subset"))
+        g = torch.Generator().manual_seed(derive_seed(cfg.data_seed, "train_subset"))  # base_seed fixes the rows
         rows = torch.randperm(len(data.train), generator=g)[: cfg.train_size].sort().values
         data = replace(data, train=data.train.subset(rows))
     return data
@@ -57,15 +55,6 @@ def checked_data(cfg: ScenarioConfig, data_dir: str | None = None):
     attack = make_attack(cfg.attack, cfg.attack_params)
     attack.check_data(data)
     return data, attack
-
-
-def versions() -> dict:
-    import numpy
-
-    # threads and CPU kernels decide the last bits of every CPU result (docs/decisions.md, "Determinism")
-    return {"raysweep": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": numpy.__version__, "platform": platform.platform(), "threads": torch.get_num_threads(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def store_key(cfg_hash: str) -> str:
@@ -241,15 +230,6 @@ def rounded_scores(scores: dict, rows: torch.Tensor | None = None) -> dict:
     return {k: [round(float(v), 5) for v in (t if rows is None else t[rows])] for k, t in scores.items()}
 
 
-def scenario_model(cfg: ScenarioConfig, data: Dataset, device, state: dict | None = None, tag: str = "init"):
-    """The one way a model of the scenario is built: its architecture at the seeded initialisation
-    `tag` (init: θ_initial, θ_retrain and every reference; surrogate: an attack's), or with `state`."""
-    m = build_model(cfg.model, data.num_classes, data.input_shape, derive_seed(cfg.seed, tag), **cfg.model_params)
-    if state is not None:
-        m.load_state_dict(state)
-    return m.to(device)
-
-
 def _to(data: Dataset, device) -> Dataset:
     return replace(data, train=data.train.to(device), val=data.val.to(device), test=data.test.to(device))
 
@@ -300,15 +280,14 @@ def prepare(cfg: ScenarioConfig, store: Store | str, device: torch.device | str 
     t0 = time.perf_counter()
     data, attack = checked_data(cfg, data_dir)
     weights, compute, wall = {}, {}, {}
-    base_state = None
-    if cfg.victim == "head":
-        base = scenario_model(cfg, data, device)
-        say(f"victim=head: training the clean base model on {len(data.train)} samples; θ_initial and θ_retrain "
-            "fine-tune only its head")
-        res = train(base, data.train.to(device), cfg.train, derive_seed(cfg.seed, "base_order"), label="base",
-                    progress=say)
-        base_state = {k: v.detach().clone() for k, v in base.state_dict().items()}
-        compute["base_sample_grads"], wall["train_base_s"] = res.sample_grads, round(res.wall_s, 2)
+    base_state, base = None, {}
+    if cfg.victim == "head":  # the clean base model: its own artifact, shared by every scenario with the same one
+        base_state, base_manifest, built = prepare_base(cfg, data, store, device, say)
+        say("victim=head: θ_initial and θ_retrain fine-tune only the base model's head")
+        compute["base_sample_grads"] = base_manifest["compute"]["base_sample_grads"]
+        base = {"key": base_key(cfg), "hash": base_manifest["hash"], "built_now": built}
+        if built:
+            wall["train_base_s"] = base_manifest["wall_s"]["train_base_s"]
     say(f"poisoning {cfg.dataset} with {cfg.attack} {attack.params}")
     env = BuildEnv(
         new_model=lambda: scenario_model(cfg, data, device, tag="surrogate"),
@@ -327,7 +306,9 @@ def prepare(cfg: ScenarioConfig, store: Store | str, device: torch.device | str 
     poison_file = {**stored, "_control_noise": control, "_tune_rows": tune_rows, "_holdout_rows": holdout_rows}
 
     splits = {"initial": ps.train, "retrain": ps.retain()}
-    mode = reference_mode(len(ps.train) * cfg.train.epochs, device, references)
+    # a head fine-tuned without augmentation trains on its inputs computed once: about one pass (prepare/train.py)
+    passes = 1 if base_state is not None and not cfg.train.augment else cfg.train.epochs
+    mode = reference_mode(len(ps.train) * passes, device, references)
     shape = SimpleNamespace(num_classes=data.num_classes, input_shape=data.input_shape)  # what scenario_model reads
     jobs = {which: {"cfg": cfg, "shape": shape, "split": split, "device": str(device),
                     "base_state": base_state, "which": which, "plugins": loaded_plugins(),
@@ -356,7 +337,7 @@ def prepare(cfg: ScenarioConfig, store: Store | str, device: torch.device | str 
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "device": str(device), "compute": compute, "k": ps.k,
                 "n_train": len(ps.train), "n_val": len(data.val), "n_test": len(data.test),
-                "references": {"mode": mode, "threads": jobs["initial"]["threads"]}}
+                "references": {"mode": mode, "threads": jobs["initial"]["threads"]}, **({"base": base} if base else {})}
     tensors = {"initial.safetensors": weights["initial"], "retrain.safetensors": weights["retrain"],
                "poison.safetensors": poison_file}
     scen = Scenario._assemble(cfg, manifest, tensors, device, data, attack, ps)

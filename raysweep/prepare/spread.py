@@ -4,8 +4,10 @@ Seed s, s+1, ..., s+N-1 of the scenario (new poisons, initialisation and data or
 artifact, built once). For every seed, θ_initial and θ_retrain are tested by the attack's own
 verdict test against θ_retrain (`Attack.verdict_evidence` on the manifest's figures), with the
 attack's own columns (`Attack.spread_columns`); then mean, min and max over the seeds.
-A preset is fit for use when θ_initial shows the effect on every seed (`takes`: p below the
-attack's `takes_level`) and θ_retrain does not.
+A preset is fit for use when θ_initial shows the effect on every seed (`takes`: the attack's
+`seed_takes`, by default p below its `takes_level`) and θ_retrain does not. An attack whose units are
+fresh scenarios (`pools_seeds`: gradient matching, one target per seed) is also tested pooled over
+the seeds, as the report tests it.
 """
 from __future__ import annotations
 
@@ -48,10 +50,23 @@ def reference_rows(manifest: dict) -> list[dict]:
 
 
 def takes(rows: pd.DataFrame, attack: str) -> pd.Series:
-    """Per seed: θ_initial's effect is shown by the attack's own test at its `takes_level`."""
+    """Per seed: θ_initial shows the poison by the attack's own rule (`Attack.seed_takes`)."""
     cls = ATTACKS.get(attack, "attack")
-    ini = rows[rows.model == "θ_initial"].set_index("seed")
-    return pd.to_numeric(ini.p, errors="coerce").lt(cls.takes_level)
+    return cls.seed_takes(rows[rows.model == "θ_initial"].set_index("seed"))
+
+
+def pooled_line(rows: pd.DataFrame, attack: str) -> str:
+    """The attack's own test of θ_initial against θ_retrain over every seed's scenario at once (each
+    seed one unit), for an attack whose units are fresh scenarios; "" for the others."""
+    cls = ATTACKS.get(attack, "attack")
+    if not cls.pools_seeds:
+        return ""
+    refs = {method: rows[rows.model == f"θ_{which}"].rename(columns={"hash": "scenario"})
+            for which, method in MODELS.items()}
+    ev = cls.verdict_evidence(refs["none"], refs, D.MARGIN, {"alpha": D.ALPHA})
+    fmt = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
+    return (f"\npooled over the {ev.n} seed(s) ({cls.verdict_unit}, the report's test): {cls.effect_header} = "
+            f"{fmt(ev.effect)} (θ_retrain: {fmt(ev.base)}), one-sided p = {fmt(ev.p_fails)}")
 
 
 def spread(rows: pd.DataFrame) -> pd.DataFrame:
@@ -91,7 +106,8 @@ def takes_line(rows: pd.DataFrame, attack: str) -> str:
 
 
 def describe(rows: pd.DataFrame, attack: str) -> str:
-    """The per-seed table, the spread, and one line saying on how many seeds the poison shows."""
+    """The per-seed table, the spread, one line saying on how many seeds the poison shows, and for an attack
+    that pools seeds (`pools_seeds`) its test over all of them."""
     sp = spread(rows).to_string(index=False, float_format=lambda v: f"{v:.3g}")
     return (f"{per_seed_table(rows)}\n\nspread over {rows.seed.nunique()} seed(s):\n{sp}\n\n"
-            + takes_line(rows, attack))
+            + takes_line(rows, attack) + pooled_line(rows, attack))

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..attacks.heads import cached_head_inputs, head
 from ..config import TrainConfig
 from ..data.base import Split
 from ..eta import PROGRESS_EVERY_S, eta_line
@@ -44,7 +45,10 @@ def train(model, data: Split, cfg: TrainConfig, seed: int, label: str = "train",
     """Train `model` in place on `data` (already on the model's device). Returns the compute spent.
 
     only: train just this submodule (e.g. the classifier head); the rest stays frozen and in eval
-    mode (batch-norm statistics fixed). Each sample still counts as one sample-gradient.
+    mode (batch-norm statistics fixed). Each sample still counts as one sample-gradient. When `only` is
+    the head and the recipe neither augments nor autocasts, every sample's head input is then fixed: it is
+    computed once (`cached_head_inputs`) and the head trains on it, the same steps on the same values up to
+    float rounding, without a pass through the frozen part per step.
     """
     dev = next(model.parameters()).device
     g = torch.Generator().manual_seed(seed)
@@ -56,23 +60,29 @@ def train(model, data: Split, cfg: TrainConfig, seed: int, label: str = "train",
     opt = make_optimizer(params, cfg)
     autocast = cfg.bf16 and dev.type == "cuda"
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    t0 = time.perf_counter()
+    fixed = only is not None and only is head(model) and not cfg.augment and not autocast
+    feats = cached_head_inputs(model, data) if fixed else None  # None: the head's output is not the logits
     with _only_trainable(model, only):
-        spent, step, t0, last = 0, 0, time.perf_counter(), float("nan")
+        spent, step, last = 0, 0, float("nan")
         said = t0
         for epoch in range(cfg.epochs):
             perm = torch.randperm(n, generator=g).to(data.y.device)
             loss_sum = torch.zeros((), device=dev)
             for start in range(0, n, cfg.batch_size):
                 idx = perm[start:start + cfg.batch_size]
-                x, y, delta = data.batch(idx)
-                if cfg.augment:
-                    if delta is not None:
-                        raise ValueError("augmentation of inputs carrying embedding noise is not supported")
-                    x = augment_batch(x, g)
                 for group in opt.param_groups:
                     group["lr"] = lr_at(step, total, warmup, cfg.lr)
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
-                    logits = model(model.prepare_input(x), delta)
+                if feats is not None:
+                    y, logits = data.y[idx], only(feats[idx])
+                else:
+                    x, y, delta = data.batch(idx)
+                    if cfg.augment:
+                        if delta is not None:
+                            raise ValueError("augmentation of inputs carrying embedding noise is not supported")
+                        x = augment_batch(x, g)
+                    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+                        logits = model(model.prepare_input(x), delta)
                 loss = F.cross_entropy(logits.float(), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
