@@ -247,7 +247,8 @@ PRESETS: dict[str, dict] = {
     # a crafting budget sized for about 3 minutes on 2 cores (no augmentation: the victim's recipe has none);
     # Gradient Canceling with 10 % poisons canceling a head corrupted to 50 % training accuracy.
     "gm-cpu": {"name": "gm-cpu", "attack": "gradient_matching", "victim": "head", "base_seed": 0,
-               "attack_params": {"eps": 16 / 255, "fraction": 0.01, "restarts": 4, "steps": 160, "augment": False}},
+               "attack_params": {"eps": 16 / 255, "fraction": 0.01, "restarts": 4, "steps": 160, "augment": False,
+                                 "target_rule": "correct"}},
     "gc-cpu": {"name": "gc-cpu", "attack": "gradient_canceling", "victim": "head", "base_seed": 0,
                "attack_params": {"fraction": 0.1, "target_acc": 0.5, "steps": 400, "lr": 0.05}},
 }

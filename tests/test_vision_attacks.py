@@ -346,3 +346,27 @@ def test_gradient_canceling_on_the_head_victim_uses_the_base_another_attack_buil
     assert not any("training the clean base model" in m for m in logs)
     assert any("corrupting the base model's head" in m for m in logs)
     assert 0 <= manifest["metrics"]["initial"]["test_acc"] <= 1
+
+
+def test_target_rule_correct_draws_only_targets_the_attackers_clean_model_gets_right(small):
+    from raysweep.attacks.gradient_matching import right_answers
+    from raysweep.config import ScenarioConfig
+
+    cls = int(small.test.y[0])
+    right = right_answers(Constant(cls), small.test)
+    assert torch.equal(right, small.test.y == cls)  # a model that always says `cls` is right on those rows only
+    atk = make_attack("gradient_matching", {"target_rule": "correct"})
+    targets = {atk._setup(small, seed, right)[0] for seed in range(8)}
+    assert targets and all(int(small.test.y[t]) == cls for t in targets)
+    with pytest.raises(ConfigError) as e:
+        atk._setup(small, 0, torch.zeros(len(small.test), dtype=torch.bool))
+    assert e.value.field == "attack.target_rule"
+    with pytest.raises(ConfigError) as e:
+        make_attack("gradient_matching", {"target_rule": "best"})
+    assert e.value.field == "attack.target_rule" and "correct" in str(e.value)
+    # the rule as scenarios had it before it existed ("any") leaves their hash alone; "correct" is another scenario
+    plain = ScenarioConfig(attack="gradient_matching", attack_params={}).check()
+    def hashed(rule: str) -> str:
+        return ScenarioConfig(attack="gradient_matching", attack_params={"target_rule": rule}).check().hash()
+
+    assert hashed("any") == plain.hash() and hashed("correct") != plain.hash()

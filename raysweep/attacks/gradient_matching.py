@@ -33,6 +33,8 @@ from .base import Attack, BuildEnv, PoisonedSet
 from .heads import head_params
 from .pixels import channel_view, to_normalised, to_pixels
 
+TARGET_RULES = ("any", "correct")
+
 
 def _flip_shift(x: torch.Tensor, g: torch.Generator, max_shift: int = 4) -> torch.Tensor:
     """Differentiable random horizontal flip + circular shift of a batch (one draw per batch)."""
@@ -83,6 +85,17 @@ def craft(model, params: list[torch.nn.Parameter], x_pix: torch.Tensor, y: torch
     return best, best_trace
 
 
+@torch.no_grad()
+def right_answers(model, split, batch: int = 1000) -> torch.Tensor:
+    """Which rows of `split` the model (eval mode) classifies as their label: bool [n]."""
+    model.eval()
+    out = []
+    for start in range(0, len(split), batch):
+        x, y, _ = split.batch(torch.arange(start, min(len(split), start + batch), device=split.y.device))
+        out.append(model(model.prepare_input(x)).argmax(1).cpu() == y.cpu())
+    return torch.cat(out)
+
+
 @ATTACKS.register("gradient_matching")
 class GradientMatching(Attack):
     name = "gradient_matching"
@@ -92,13 +105,18 @@ class GradientMatching(Attack):
     spread_columns = ('target_success', 'target_adv_prob')
     takes_rule = "it classifies its target as the adversarial class"
     pools_seeds = True  # one target per scenario: Fisher's test pools the seeds' targets
+    legacy = {"target_rule": "any"}  # scenarios made before the rule keep their hash
 
     @classmethod
     def check(cls, params: dict) -> dict:
-        allowed = {"eps", "fraction", "count", "restarts", "steps", "lr", "target", "adv_class", "augment"}
+        allowed = {"eps", "fraction", "count", "restarts", "steps", "lr", "target", "adv_class", "augment",
+                   "target_rule"}
         cls.only(params, allowed)
         p = {"eps": 16 / 255, "fraction": 0.01, "count": None, "restarts": 8, "steps": 240, "lr": 0.1,
-             "target": None, "adv_class": None, "augment": True, **params}
+             "target": None, "adv_class": None, "augment": True, "target_rule": "any", **params}
+        if p["target_rule"] not in TARGET_RULES:
+            raise ConfigError("attack.target_rule", p["target_rule"], "any (a random test image) or correct (a "
+                              "random one of those the attacker's clean model classifies correctly)")
         check_number("attack.eps", p["eps"], lo=0, hi=1, lo_open=True, what="an l-inf bound in pixel units, e.g. "
                      "0.0627 (16/255)")
         if p["count"] is None:
@@ -113,13 +131,19 @@ class GradientMatching(Attack):
         p["eps"] = float(p["eps"])
         return {k: v for k, v in p.items() if v is not None}
 
-    def _setup(self, data: Dataset, seed: int) -> tuple[int, int, torch.Tensor]:
-        """(target row in data.test, adversarial class, candidate rows of that class in data.train)."""
+    def _setup(self, data: Dataset, seed: int, correct: torch.Tensor | None = None) -> tuple[int, int, torch.Tensor]:
+        """(target row in data.test, adversarial class, candidate rows of that class in data.train).
+        correct: test rows the attacker's clean model gets right (target_rule correct), drawn among."""
         if data.kind != "image" or data.std is None:
             raise ConfigError("attack.name", self.name, "an image dataset (pixel-space bound)")
         g = torch.Generator().manual_seed(seed)
         t = self.params.get("target")
-        if t is None:
+        if t is None and correct is not None:
+            rows = correct.nonzero().squeeze(1)
+            if not len(rows):
+                raise ConfigError("attack.target_rule", "correct", "any: the clean model gets no test image right")
+            t = int(rows[torch.randint(len(rows), (1,), generator=g)])
+        elif t is None:
             t = int(torch.randint(len(data.test), (1,), generator=g))
         if t >= len(data.test):
             raise ConfigError("attack.target", t, f"a row of the test split (< {len(data.test)})")
@@ -145,23 +169,24 @@ class GradientMatching(Attack):
     def build(self, data: Dataset, seed: int, env: BuildEnv | None = None) -> dict[str, torch.Tensor]:
         if env is None:
             raise ConfigError("attack.name", self.name, "a scenario build (it trains a surrogate model)")
-        t, adv, cand = self._setup(data, seed)
-        g = torch.Generator().manual_seed(seed + 1)
-        idx = cand[torch.randperm(len(cand), generator=g)[: self.count(len(data.train))]].sort().values
-        said = f"gradient matching: target test row {t} (class {int(data.test.y[t])}) -> class {adv}; {len(idx)} " \
-            "poisons"
         if env.base is not None:  # victim=head: the public base model is known, and the victim trains its head
-            env.log(f"{said}; matching the head gradient of the base model")
+            env.log("gradient matching: matching the head gradient of the base model")
             model = env.base()
             params = head_params(model)
             keep = {id(q) for q in params}
             for q in model.parameters():  # the frozen extractor: no weight gradient is ever taken there
                 q.requires_grad_(id(q) in keep)
         else:
-            env.log(f"{said}; training the clean surrogate")
+            env.log("gradient matching: training the clean surrogate")
             model = env.new_model()
             env.train(model, data.train)
             params = [q for q in model.parameters() if q.requires_grad]
+        correct = right_answers(model, data.test) if self.params["target_rule"] == "correct" else None
+        t, adv, cand = self._setup(data, seed, correct)
+        g = torch.Generator().manual_seed(seed + 1)
+        idx = cand[torch.randperm(len(cand), generator=g)[: self.count(len(data.train))]].sort().values
+        env.log(f"gradient matching: target test row {t} (class {int(data.test.y[t])}) -> class {adv}; "
+                f"{len(idx)} poisons")
         dev = env.device
         x_pix = to_pixels(data.train.x[idx], data.mean, data.std).to(dev)
         p = self.params
