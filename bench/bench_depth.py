@@ -116,7 +116,7 @@ def table(sums: list[dict]) -> str:
     for x in methods:
         vals = {m: [s["verdict"].get(x, "") for s in by[m]] for m in modes}
         cells = ["; ".join(v.split(":")[0] for v in vals[m]) for m in modes]
-        same = len({v.split(":")[0] for m in (base, "deep") for v in vals[m]}) == 1
+        same = both and len({v.split(":")[0] for m in (base, "deep") for v in vals[m]}) == 1
         row(f"verdict: {x} (per seed)", cells, ("same" if same else "differs") if both else "")
     return "\n".join(rows)
 

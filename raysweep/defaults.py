@@ -29,6 +29,7 @@ DEEP_TRIALS = 100
 DEEP_STEPS = 16
 DEEP_GRACE = 1
 DEEP_REDUCTION = 4
+SSD_CACHE_MB = 512       # per worker and split: the importance sums a sweep's SSD trials share (unlearn/ssd.py)
 REFERENCES = "auto"      # prepare: train θ_initial and θ_retrain at once (parallel), one after the other, or auto
 PARALLEL_MIN_SAMPLE_GRADS = 50_000  # auto: parallel on a CPU with >= 2 threads from this much training per model
 ATTACK_POINTS = 10      # `raysweep attack-search`: outer points (each a prepared scenario and a full sweep)

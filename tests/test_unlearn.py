@@ -178,3 +178,38 @@ def test_the_scratch_control_and_eu_k_cosine_follow_the_recipes_schedule_over_th
     assert euk.lr_scale(SimpleNamespace(budget=b, hp=euk.hyper({}))) == 1.0  # the paper's constant rate
     assert "scratch" not in methods_of("all") and methods_of("scratch") == ["scratch"]
     assert set(methods_of("all")) == set(PAPER)
+
+
+def test_ssd_trials_share_their_importance_passes_bit_for_bit_and_only_for_the_same_model_and_split(monkeypatch):
+    from raysweep.data.base import Split
+    from raysweep.models import build_model
+    from raysweep.unlearn import ssd
+
+    g = torch.Generator().manual_seed(0)
+    split = Split(torch.randn(300, 3, 32, 32, generator=g), torch.randint(10, (300,), generator=g))
+    model = build_model("resnet9", 10, (3, 32, 32), 0, width=4).eval()
+    perm = torch.randperm(300, generator=g)
+    calls = []
+    real = ssd.squared_batch_grads
+    monkeypatch.setattr(ssd, "squared_batch_grads", lambda *a: calls.append(1) or real(*a))
+
+    def fresh(n):
+        with monkeypatch.context() as m:
+            m.setattr(ssd, "SSD_CACHE_MB", 0)  # nothing fits: a pass of its own
+            return ssd.importances(model, split, perm[:n], 32)
+
+    monkeypatch.setattr(ssd.PrefixSums, "kept", {})
+    for n, computed in ((150, 5), (290, 6), (100, 1), (150, 1)):  # batches of 32: 150 = 4 full + a tail
+        calls.clear()
+        got = ssd.importances(model, split, perm[:n], 32)
+        assert len(calls) == computed, n  # only the batches past the longest kept prefix below n
+        want = fresh(n)
+        assert all(torch.equal(a, b) for a, b in zip(got, want)), n
+    with torch.no_grad():
+        next(model.parameters())[0] += 1.0  # another model: nothing kept applies
+    calls.clear()
+    got = ssd.importances(model, split, perm[:150], 32)
+    assert len(calls) == 5 and all(torch.equal(a, b) for a, b in zip(got, fresh(150)))
+    calls.clear()
+    ssd.importances(model, split, torch.randperm(300, generator=g)[:150], 32)  # another permutation: afresh
+    assert len(calls) == 5
