@@ -55,7 +55,8 @@ def test_the_cpu_vision_presets_validate_and_share_one_base_model_over_seeds_and
     gm, gc = load_scenario("gm-cpu"), load_scenario("gc-cpu")
     assert (gm.attack, gm.victim, gm.base_seed, gm.dataset) == ("gradient_matching", "head", 0, "cifar10-mini")
     assert (gc.attack, gc.victim, gc.base_seed) == ("gradient_canceling", "head", 0)
-    assert gm.attack_params["eps"] == pytest.approx(16 / 255) and gm.attack_params["fraction"] == 0.01
+    assert gm.attack_params["eps"] == pytest.approx(16 / 255) and gm.attack_params["fraction"] == 0.02  # the pilot
+    assert gm.attack_params["target_rule"] == "correct"
     again = load_scenario("gm-cpu", ["seed=3"])
     assert gm.base_hash() == gc.base_hash() == again.base_hash() and again.hash() != gm.hash()
     assert load_scenario("gm-cpu", ["base_seed=1"]).base_hash() != gm.base_hash()
